@@ -1,0 +1,41 @@
+/* Outbound HTTP on the worker's loop: one libcurl multi handle driven by
+ * uv_poll (one per socket) and one uv_timer.  Connections are reused across
+ * calls.  Not thread-safe: everything happens on the loop's thread. */
+#ifndef GTM_HTTPC_H
+#define GTM_HTTPC_H
+
+#include <stddef.h>
+#include <uv.h>
+#include "gtm/host.h"
+
+struct httpc;            /* one per loop */
+struct httpc_call;       /* one call in flight */
+
+/* Defaults applied when a call leaves them 0. */
+#define HTTPC_DEFAULT_TIMEOUT_MS 30000L
+#define HTTPC_DEFAULT_MAX_RESPONSE (8u * 1024 * 1024)
+
+/* Creates the client on loop.  NULL on failure.  curl_global_init must have run. */
+struct httpc *httpc_new(uv_loop_t *loop);
+
+/* Starts a call.  done runs exactly once on the loop (never from inside
+ * httpc_start), with the result (error 0, or GTM_ETIMEDOUT, GTM_ECONNREFUSED,
+ * GTM_ETOOBIG, GTM_EIO, GTM_ECANCELED).  Returns 0, or a negative GTM_E* when
+ * the call could not start, in which case done is not called.  The call's
+ * strings and body are copied.  *out (if not NULL) receives a handle valid
+ * until done runs. */
+int httpc_start(struct httpc *c, const struct gtm_http_call *call, gtm_http_done_fn done,
+                void *arg, struct httpc_call **out);
+
+/* Cancels a call in flight: done runs later with GTM_ECANCELED. */
+void httpc_cancel(struct httpc_call *call);
+
+/* Number of calls in flight. */
+size_t httpc_active(const struct httpc *c);
+
+/* Cancels every call (their done callbacks run with GTM_ECANCELED on later
+ * loop turns), then frees the client once its handles are closed; on_closed
+ * (may be NULL) runs then. */
+void httpc_close(struct httpc *c, void (*on_closed)(void *arg), void *arg);
+
+#endif
