@@ -1,3 +1,79 @@
+/* gtmd: the Blossomer GTM API server. */
+#include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "gtm/module.h"
 #include "gtm_paths.h"
-int main(void) { puts("gtmd " GTM_VERSION); return 0; }
+#include "log.h"
+#include "server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: gtmd [serve]      serve the API (the default)\n"
+            "       gtmd --version    print the version and module ABI\n"
+            "       gtmd --help       this text\n"
+            "\n"
+            "Settings come from the environment: GTM_LISTEN (default 127.0.0.1:8000),\n"
+            "GTM_TLS_LISTEN with GTM_TLS_CERT and GTM_TLS_KEY, GTM_MODULE_DIR, GTM_MAX_BODY,\n"
+            "GTM_MAX_CONNECTIONS, GTM_HEADER_TIMEOUT, GTM_BODY_TIMEOUT, GTM_IDLE_TIMEOUT,\n"
+            "GTM_SHUTDOWN_TIMEOUT, GTM_LOG_LEVEL, CORS_ORIGINS.  See README.md.\n");
+}
+
+static int serve(void)
+{
+    struct config cfg;
+    char err[512];
+    if (config_load(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "gtmd: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    log_set_level(cfg.log_level);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "gtmd: libcurl failed to initialise\n");
+        return 1;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    static struct server srv;
+    int rc;
+    if (server_init(&srv, &loop, &cfg) < 0) {
+        log_flush();
+        rc = 2;
+    } else {
+        rc = server_run(&srv);
+    }
+    uv_loop_close(&loop);
+    config_free(&cfg);
+    curl_global_cleanup();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argc == 2 ? argv[1] : "serve";
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("gtmd %s (module ABI %d.%d, %s)\n", GTM_VERSION, GTM_ABI_MAJOR, GTM_ABI_MINOR,
+               GTM_BUILD_SIGNATURE);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0) {
+        return serve();
+    }
+    fprintf(stderr, "gtmd: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

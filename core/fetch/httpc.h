@@ -5,6 +5,7 @@
 #define GTM_HTTPC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 #include "gtm/host.h"
 
@@ -32,6 +33,15 @@ void httpc_cancel(struct httpc_call *call);
 
 /* Number of calls in flight. */
 size_t httpc_active(const struct httpc *c);
+
+/* Counters since httpc_new, for metrics and tests. */
+struct httpc_stats {
+    uint64_t calls_started;
+    uint64_t easy_created;    /* curl_easy_init calls; flat once the spare list is warm */
+    uint64_t sockets_watched; /* uv_poll handles created */
+    uint64_t zero_timeouts;   /* 0 ms curl timeouts run on the next loop turn */
+};
+void httpc_get_stats(const struct httpc *c, struct httpc_stats *out);
 
 /* Cancels every call (their done callbacks run with GTM_ECANCELED on later
  * loop turns), then frees the client once its handles are closed; on_closed

@@ -93,7 +93,8 @@ struct gtm_host {
      * Returns 1 when present and valid, 0 when absent and !required, -1 after
      * recording an error. */
     int (*arg_uuid)(struct gtm_req *req, const char *where, const char *name, int required, char out[37]);
-    /* A bounded integer query argument with a default. 0 ok, -1 after recording. */
+    /* A bounded integer query argument with a default. 0 ok, -1 after recording.
+     * With max = LONG_MAX a number too large for a long is clamped, not refused. */
     int (*arg_int)(struct gtm_req *req, const char *name, long dflt, long min, long max, long *out);
     /* Records one entry; loc is stolen, input and ctx are stolen (may be NULL). */
     void (*add_error)(struct gtm_req *req, const char *type, json_t *loc, const char *msg,

@@ -1,0 +1,44 @@
+/* Loaded module instances, as the host keeps them. */
+#ifndef GTM_MODULE_HOST_H
+#define GTM_MODULE_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gtm/gtm.h"
+
+struct server;
+
+struct gtm_mod {
+    struct server *srv;
+    const struct gtm_module *desc;
+    void *dl;
+    char *path;
+    void *state;                /* owned by the module, released by its fini */
+    unsigned refs;              /* routes in the table, requests, async operations */
+    unsigned generation;
+    bool live;                  /* its routes are in the table */
+    struct gtm_mod *next;
+};
+
+const char *module_name(const struct gtm_mod *m);
+void module_ref(struct gtm_mod *m);
+/* The last reference of a retired instance runs fini and frees it. */
+void module_unref(struct gtm_mod *m);
+
+/* Loads every *.so in dir, in name order.  A file that is refused is logged
+ * and skipped.  Returns the number loaded, or -1 when dir cannot be read. */
+int modules_load_dir(struct server *srv, const char *dir);
+/* Loads one file.  0, or -1 with the reason in err. */
+int module_load(struct server *srv, const char *path, char *err, size_t errlen);
+/* Retires every instance (fini runs when its last user is done). */
+void modules_unload_all(struct server *srv);
+
+int module_call_authenticate(struct gtm_mod *m, struct gtm_req *r);
+int module_call_admit(struct gtm_mod *m, struct gtm_req *r, const char *limit_key);
+void module_call_handler(struct gtm_mod *m, gtm_handler_fn fn, struct gtm_req *r);
+
+/* The table handed to every module's init. */
+const struct gtm_host *host_api(void);
+
+#endif

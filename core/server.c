@@ -1,0 +1,251 @@
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "fetch/httpc.h"
+#include "http/conn.h"
+#include "http/request.h"
+#include "http/response.h"
+#include "log.h"
+#include "modules/module_host.h"
+#include "tls/tls.h"
+
+uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+bool server_origin_allowed(const struct server *srv, const char *origin)
+{
+    for (size_t i = 0; i < srv->cfg->n_cors_origins; i++) {
+        const char *o = srv->cfg->cors_origins[i];
+        if (strcmp(o, "*") == 0 || strcmp(o, origin) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* --- core routes --- */
+
+static void route_health(void *state, struct gtm_req *r)
+{
+    (void)state;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    response_send(r, 200, "application/json", ok, sizeof ok - 1);
+}
+
+/* --- listeners --- */
+
+static void on_connection(uv_stream_t *s, int status)
+{
+    struct listener *l = s->data;
+    if (status < 0) {
+        log_msg(LOG_WARN, NULL, NULL, "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn_accept(l);
+}
+
+static int listener_open(struct server *srv, struct listener *l, const struct listen_spec *spec,
+                         const char *var)
+{
+    l->srv = srv;
+    uv_tcp_init(srv->loop, &l->tcp);
+    l->tcp.data = l;
+    l->open = true;
+    int rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&spec->addr, 0);
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "gtmd: %s: cannot listen on %s: %s\n", var, spec->text, uv_strerror(rc));
+        return -1;
+    }
+    log_msg(LOG_INFO, NULL, NULL, "listening on %s (%s)", spec->text, l->tls ? "https" : "http");
+    return 0;
+}
+
+static void listener_close(struct listener *l)
+{
+    if (l->open) {
+        l->open = false;
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+    }
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* --- shutdown --- */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct server *srv = h->data;
+    log_msg(LOG_INFO, NULL, NULL, "%s: shutting down gracefully", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    server_shutdown(srv);
+}
+
+static void server_finish(struct server *srv)
+{
+    if (srv->stopped) {
+        return;
+    }
+    srv->stopped = true;
+    uv_timer_stop(&srv->shutdown_timer);
+    uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    modules_unload_all(srv);
+    if (srv->httpc) {
+        httpc_close(srv->httpc, NULL, NULL);
+        srv->httpc = NULL;
+    }
+    log_msg(LOG_INFO, NULL, NULL, "stopped after %llu requests", (unsigned long long)srv->n_requests);
+    log_detach_loop();
+}
+
+static void on_shutdown_timeout(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    log_msg(LOG_WARN, NULL, NULL, "shutdown timeout: closing %u connections still open", srv->n_conns);
+    while (srv->conns) {
+        conn_abort(srv->conns);
+    }
+}
+
+void server_shutdown(struct server *srv)
+{
+    if (srv->draining) {
+        return;
+    }
+    srv->draining = true;
+    listener_close(&srv->plain);
+    listener_close(&srv->secure);
+    struct conn *c = srv->conns;
+    while (c) {
+        struct conn *next = c->next;
+        conn_drain(c);
+        c = next;
+    }
+    if (srv->n_conns == 0) {
+        server_finish(srv);
+        return;
+    }
+    uv_timer_start(&srv->shutdown_timer, on_shutdown_timeout,
+                   (uint64_t)(srv->cfg->shutdown_timeout * 1000.0), 0);
+}
+
+void server_conn_gone(struct server *srv)
+{
+    srv->n_conns--;
+    if (srv->draining && srv->n_conns == 0) {
+        server_finish(srv);
+    }
+}
+
+/* Undoes a server_init that failed halfway: closes what was opened and lets
+ * the loop finish the closes, so nothing is left behind. */
+static int server_init_failed(struct server *srv)
+{
+    listener_close(&srv->plain);
+    listener_close(&srv->secure);
+    modules_unload_all(srv);
+    if (srv->httpc) {
+        httpc_close(srv->httpc, NULL, NULL);
+        srv->httpc = NULL;
+    }
+    log_detach_loop();
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    router_free(&srv->router);
+    if (srv->secure.tls) {
+        tls_ctx_free(srv->secure.tls);
+        srv->secure.tls = NULL;
+    }
+    return -1;
+}
+
+int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->start_ns = now_ns();
+    if (getrandom(srv->id_seed, sizeof srv->id_seed, 0) != (ssize_t)sizeof srv->id_seed) {
+        uint64_t t = now_ns() ^ (uint64_t)getpid();
+        memcpy(srv->id_seed, &t, sizeof srv->id_seed);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    log_attach_loop(loop);
+
+    char err[512];
+    if (router_add(&srv->router, "/health", GTM_GET, route_health, srv, 0, NULL, NULL, err, sizeof err) < 0) {
+        fprintf(stderr, "gtmd: %s\n", err);
+        return server_init_failed(srv);
+    }
+
+    srv->httpc = httpc_new(loop);
+    if (!srv->httpc) {
+        fprintf(stderr, "gtmd: cannot start the outbound HTTP client\n");
+        return server_init_failed(srv);
+    }
+
+    int loaded = modules_load_dir(srv, cfg->module_dir);
+    if (loaded < 0) {
+        if (getenv("GTM_MODULE_DIR") && *getenv("GTM_MODULE_DIR")) {
+            fprintf(stderr, "gtmd: GTM_MODULE_DIR: cannot read %s: %s\n", cfg->module_dir, strerror(errno));
+            return server_init_failed(srv);
+        }
+        log_msg(LOG_WARN, NULL, NULL, "no module directory at %s: serving core routes only", cfg->module_dir);
+    }
+
+    if (cfg->tls_listen.set) {
+        srv->secure.tls = tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        if (!srv->secure.tls) {
+            fprintf(stderr, "gtmd: %s\n", err);
+            return server_init_failed(srv);
+        }
+    }
+    if (listener_open(srv, &srv->plain, &cfg->listen, "GTM_LISTEN") < 0 ||
+        (cfg->tls_listen.set && listener_open(srv, &srv->secure, &cfg->tls_listen, "GTM_TLS_LISTEN") < 0)) {
+        return server_init_failed(srv);
+    }
+
+    uv_timer_init(loop, &srv->shutdown_timer);
+    srv->shutdown_timer.data = srv;
+    uv_signal_init(loop, &srv->sigterm);
+    uv_signal_init(loop, &srv->sigint);
+    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    return 0;
+}
+
+int server_run(struct server *srv)
+{
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    request_pool_drain(srv);
+    router_free(&srv->router);
+    if (srv->secure.tls) {
+        tls_ctx_free(srv->secure.tls);
+    }
+    buf_free(&srv->scratch);
+    log_flush();
+    return srv->exit_code;
+}

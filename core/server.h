@@ -1,0 +1,70 @@
+/* One worker: its loop, listeners, connections, routes, modules and clients. */
+#ifndef GTM_SERVER_H
+#define GTM_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http/router.h"
+#include "util/buf.h"
+
+struct conn;
+struct gtm_req;
+struct tls_ctx;
+struct httpc;
+struct gtm_mod;
+
+struct listener {
+    uv_tcp_t tcp;
+    struct server *srv;
+    struct tls_ctx *tls;         /* NULL for plain HTTP */
+    bool open;
+};
+
+struct server {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct listener plain, secure;
+    struct conn *conns;          /* doubly linked list of live connections */
+    unsigned n_conns;
+    uint64_t n_requests;
+    uint64_t refused_conns;
+    struct router router;
+    struct gtm_mod *mods;        /* loaded module instances */
+    struct gtm_mod *auth_mod;    /* the module providing authenticate, if any */
+    struct gtm_mod *admit_mod;   /* the module providing admit, if any */
+    struct httpc *httpc;
+    struct gtm_req *free_reqs;   /* recycled request objects */
+    unsigned n_free_reqs;
+    char read_buf[65536];        /* every socket read lands here first */
+    struct buf scratch;          /* response serialisation */
+    uv_signal_t sigterm, sigint;
+    uv_timer_t shutdown_timer;
+    bool draining;
+    bool stopped;
+    int exit_code;
+    uint64_t start_ns;
+    uint8_t id_seed[8];
+    uint64_t id_counter;
+    char date[40];               /* cached "date" header value */
+    time_t date_sec;
+};
+
+/* Creates listeners, loads modules, installs signals.  0, or -1 after
+ * logging why (the caller exits 2). */
+int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg);
+/* Runs until shut down; returns the exit status. */
+int server_run(struct server *srv);
+/* Starts a graceful shutdown (what SIGTERM does). */
+void server_shutdown(struct server *srv);
+/* Called by connections when they are freed. */
+void server_conn_gone(struct server *srv);
+
+/* CORS_ORIGINS holds origin (or "*"). */
+bool server_origin_allowed(const struct server *srv, const char *origin);
+
+uint64_t now_ns(void);
+
+#endif

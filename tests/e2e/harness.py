@@ -1,0 +1,238 @@
+"""Drives the real gtmd binary for end-to-end tests.
+
+Every server a test talks to runs on 127.0.0.1, is started by the test and
+stopped by it.  Readiness and log expectations are awaited as events (log
+lines on gtmd's stderr), never guessed with sleeps.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+GTMD = os.environ.get("GTMD", "")
+FX_MODULE_DIR = os.environ.get("FX_MODULE_DIR", "")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One gtmd process.  Use as a context manager or call start()/stop()."""
+
+    def __init__(self, env=None, tls=None, module_dir=None, args=()):
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("GTM_", "CORS_"))}
+        self.env["GTM_LISTEN"] = "127.0.0.1:%d" % self.port
+        self.env["GTM_MODULE_DIR"] = module_dir if module_dir is not None else FX_MODULE_DIR
+        self.env["GTM_WORKERS"] = "1"
+        if tls:
+            self.env["GTM_TLS_LISTEN"] = "127.0.0.1:%d" % self.tls_port
+            self.env["GTM_TLS_CERT"], self.env["GTM_TLS_KEY"] = tls
+        if env:
+            self.env.update(env)
+        self.args = list(args)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = None
+        self.exit_code = None
+
+    # --- life cycle ---
+    def start(self, expect_ready=True, timeout=15):
+        self.proc = subprocess.Popen([GTMD] + self.args, env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if expect_ready:
+            want = 2 if self.tls_port else 1
+            ok = self.wait_for(lambda: sum("listening on" in l for l in self.lines) >= want or
+                               self.proc.poll() is not None, timeout)
+            if not ok or self.proc.poll() is not None:
+                raise AssertionError("gtmd did not start:\n" + "\n".join(self.lines))
+        return self
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for(self, pred, timeout=10):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
+
+    def wait_exit(self, timeout=20):
+        self.exit_code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return self.exit_code
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait_exit(timeout)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self._reader.join(5)
+
+    # --- logs ---
+    def records(self):
+        out = []
+        with self.cond:
+            lines = list(self.lines)
+        for l in lines:
+            try:
+                out.append(json.loads(l))
+            except ValueError:
+                out.append({"raw": l})
+        return out
+
+    def wait_log(self, pred, timeout=10):
+        def found():
+            for l in self.lines:
+                try:
+                    rec = json.loads(l)
+                except ValueError:
+                    continue
+                if pred(rec):
+                    return True
+            return False
+        return self.wait_for(found, timeout)
+
+    # --- clients ---
+    def connect(self, tls_context=None, timeout=10):
+        s = socket.create_connection(("127.0.0.1", self.tls_port if tls_context else self.port), timeout)
+        if tls_context:
+            s = tls_context.wrap_socket(s, server_hostname="localhost")
+        return s
+
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (lower-case name, value)
+        self.body = body
+
+    def header(self, name):
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Conn:
+    """A raw HTTP/1.1 connection that reads responses exactly, so tests can
+    pipeline, half-close and look at every byte."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("latin-1")
+
+    def read_response(self, head=False):
+        status_line = self._line()
+        parts = status_line.split(" ", 2)
+        status = int(parts[1])
+        headers = []
+        while True:
+            line = self._line()
+            if line == "":
+                break
+            k, v = line.split(":", 1)
+            headers.append((k.strip().lower(), v.strip()))
+        resp = Response(status, parts[2] if len(parts) > 2 else "", headers, b"")
+        if head or status in (100, 204, 304):
+            return resp
+        n = int(resp.header("content-length") or 0)
+        while len(self.buf) < n:
+            self._fill()
+        resp.body, self.buf = self.buf[:n], self.buf[n:]
+        return resp
+
+    def at_eof(self, timeout=5):
+        """True when the server closes the connection (with nothing more sent)."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            return True
+        self.buf += data
+        return data == b""
+
+    def close(self):
+        self.sock.close()
+
+
+def request(srv, method, path, body=None, headers=None, tls_context=None):
+    """One request on a fresh connection; returns a Response."""
+    s = srv.connect(tls_context)
+    c = Conn(s)
+    try:
+        c.send(raw_request(method, path, body, headers))
+        return c.read_response(head=(method == "HEAD"))
+    finally:
+        c.close()
+
+
+def raw_request(method, path, body=None, headers=None, close=False):
+    h = {"Host": "127.0.0.1"}
+    if headers:
+        h.update(headers)
+    if body is not None:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            body = body.encode()
+        h["Content-Length"] = str(len(body))
+    if close:
+        h["Connection"] = "close"
+    head = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
+    return head.encode("latin-1") + (body or b"")
