@@ -239,8 +239,8 @@ int config_load(struct config *c, char *err, size_t errlen)
     }
 
     unsigned long u;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    c->workers = ncpu > 0 ? (int)ncpu : 1;
+    /* One process until the master/worker mode exists (then: one per CPU). */
+    c->workers = 1;
     v = getenv("GTM_WORKERS");
     if (v && *v) {
         if (config_parse_uint(v, 256, &u) < 0 || u == 0) {

@@ -193,6 +193,11 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     log_attach_loop(loop);
+    if (cfg->workers > 1) {
+        log_msg(LOG_WARN, NULL, NULL,
+                "GTM_WORKERS=%d: this build serves from one process; the master/worker mode is not built yet",
+                cfg->workers);
+    }
 
     char err[512];
     if (router_add(&srv->router, "/health", GTM_GET, route_health, srv, 0, NULL, NULL, err, sizeof err) < 0) {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gtm/module.h"
 #include "http/request.h"
 #include "http/response.h"
 #include "log.h"
@@ -12,6 +13,7 @@
 #define CONN_IN_CAP (64 * 1024)        /* unparsed input held while answering */
 #define CONN_WRITE_CAP (1024 * 1024)   /* unsent output before we stop reading */
 #define CONN_LINGER_MS 2000
+#define BUSY_BODY_LEN 46
 
 static const llhttp_settings_t *parser_settings(void);
 static void conn_drive(struct conn *c);
@@ -471,7 +473,8 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
-static int on_url(llhttp_t *p, const char *at, size_t len)
+/* URL, header names and header values all accumulate the same way. */
+static int on_token(llhttp_t *p, const char *at, size_t len)
 {
     return tok_append(((struct conn *)p->data)->req, at, len);
 }
@@ -483,21 +486,11 @@ static int on_url_complete(llhttp_t *p)
     return 0;
 }
 
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    return tok_append(((struct conn *)p->data)->req, at, len);
-}
-
 static int on_header_field_complete(llhttp_t *p)
 {
     struct gtm_req *r = ((struct conn *)p->data)->req;
     r->cur_name = tok_end(r);
     return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    return tok_append(((struct conn *)p->data)->req, at, len);
 }
 
 static int on_header_value_complete(llhttp_t *p)
@@ -570,11 +563,11 @@ static const llhttp_settings_t *parser_settings(void)
     if (!ready) {
         llhttp_settings_init(&s);
         s.on_message_begin = on_message_begin;
-        s.on_url = on_url;
+        s.on_url = on_token;
         s.on_url_complete = on_url_complete;
-        s.on_header_field = on_header_field;
+        s.on_header_field = on_token;
         s.on_header_field_complete = on_header_field_complete;
-        s.on_header_value = on_header_value;
+        s.on_header_value = on_token;
         s.on_header_value_complete = on_header_value_complete;
         s.on_headers_complete = on_headers_complete;
         s.on_body = on_body;
@@ -593,13 +586,15 @@ static void refused_on_close(uv_handle_t *h)
 
 static void refuse_politely(struct server *srv, uv_stream_t *server_stream)
 {
+#define BUSY_BODY "{\"detail\":\"Server is at its connection limit\"}"
     static const char busy[] =
         "HTTP/1.1 503 Service Unavailable\r\n"
         "content-type: application/json\r\n"
         "retry-after: 1\r\n"
         "connection: close\r\n"
-        "content-length: 50\r\n\r\n"
-        "{\"detail\":\"Server is at its connection limit\"}\n\n\n\n";
+        "content-length: " GTM_STR(BUSY_BODY_LEN) "\r\n\r\n" BUSY_BODY;
+    _Static_assert(sizeof BUSY_BODY - 1 == BUSY_BODY_LEN, "BUSY_BODY_LEN is the body's length");
+#undef BUSY_BODY
     uv_tcp_t *t = malloc(sizeof *t);
     if (!t) {
         return;

@@ -54,6 +54,9 @@ class Server:
             ok = self.wait_for(lambda: sum("listening on" in l for l in self.lines) >= want or
                                self.proc.poll() is not None, timeout)
             if not ok or self.proc.poll() is not None:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self.proc.wait()
                 raise AssertionError("gtmd did not start:\n" + "\n".join(self.lines))
         return self
 

@@ -59,7 +59,7 @@ class HttpTest(unittest.TestCase):
 
     def test_pipelined_requests_answered_in_order(self):
         c = self.conn()
-        n = 500
+        n = 5000
         batch = b"".join(raw_request("GET", "/health" if i % 3 else "/nope", headers={"X-Request-Id": "p-%d" % i})
                          for i in range(n))
         c.send(batch)
