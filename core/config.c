@@ -141,18 +141,28 @@ int config_parse_listen(const char *text, struct listen_spec *out)
     return 0;
 }
 
-const char *config_default_module_dir(void)
+static int running_from_build_tree(void)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        size_t rl = strlen(GTM_BUILD_ROOT);
-        if (strncmp(exe, GTM_BUILD_ROOT, rl) == 0 && exe[rl] == '/') {
-            return GTM_BUILD_MODULE_DIR;
-        }
+    if (n <= 0) {
+        return 0;
     }
-    return GTM_INSTALL_MODULE_DIR;
+    exe[n] = '\0';
+    size_t rl = strlen(GTM_BUILD_ROOT);
+    return strncmp(exe, GTM_BUILD_ROOT, rl) == 0 && exe[rl] == '/';
+}
+
+const char *config_default_module_dir(void)
+{
+    return running_from_build_tree() ? GTM_BUILD_MODULE_DIR : GTM_INSTALL_MODULE_DIR;
+}
+
+const char *config_default_data_dir(const char *sub)
+{
+    static char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", running_from_build_tree() ? GTM_SOURCE_ROOT : GTM_INSTALL_DATA_DIR, sub);
+    return path;
 }
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
@@ -252,6 +262,19 @@ int config_load(struct config *c, char *err, size_t errlen)
     v = getenv("GTM_MODULE_DIR");
     c->module_dir = v && *v ? v : config_default_module_dir();
 
+    v = getenv("GTM_SQL_DIR");
+    c->sql_dir = v && *v ? v : strdup(config_default_data_dir("sql"));
+    c->sql_dir_owned = !(v && *v);
+
+    v = getenv("DATABASE_URL");
+    if (v && *v) {
+        if (strncmp(v, "postgres", 8) != 0 && !strchr(v, '=')) {
+            FAIL("DATABASE_URL: expected postgresql://user:password@host:port/dbname (or libpq key=value), "
+                 "got something else");
+        }
+        c->database_url = v;
+    }
+
     c->max_body = 1024 * 1024;
     v = getenv("GTM_MAX_BODY");
     if (v && *v) {
@@ -306,6 +329,11 @@ int config_load(struct config *c, char *err, size_t errlen)
 
 void config_free(struct config *c)
 {
+    if (c->sql_dir_owned) {
+        free((char *)c->sql_dir);
+        c->sql_dir = NULL;
+        c->sql_dir_owned = false;
+    }
     for (size_t i = 0; i < c->n_cors_origins; i++) {
         free(c->cors_origins[i]);
     }

@@ -20,6 +20,9 @@ struct config {
     const char *tls_key;            /* GTM_TLS_KEY */
     int workers;                    /* GTM_WORKERS */
     const char *module_dir;         /* GTM_MODULE_DIR or the build/install default */
+    const char *sql_dir;            /* GTM_SQL_DIR or the build/install default */
+    bool sql_dir_owned;
+    const char *database_url;       /* DATABASE_URL, or NULL */
     size_t max_body;                /* GTM_MAX_BODY */
     unsigned max_connections;       /* GTM_MAX_CONNECTIONS */
     double shutdown_timeout;        /* seconds: GTM_SHUTDOWN_TIMEOUT */
@@ -44,5 +47,8 @@ int config_parse_uint(const char *text, unsigned long max, unsigned long *out);
 /* Where the binary's modules live when no GTM_MODULE_DIR is set: the build
  * tree's when the binary runs from it, else the installed one. */
 const char *config_default_module_dir(void);
+/* Likewise for the data directories (sql/, prompts/): the source tree's when
+ * the binary runs from its build tree, else the installed copy. */
+const char *config_default_data_dir(const char *sub);
 
 #endif

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "db/migrate.h"
 #include "gtm/module.h"
 #include "gtm_paths.h"
 #include "log.h"
@@ -15,13 +16,15 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: gtmd [serve]      serve the API (the default)\n"
+            "       gtmd migrate      apply the sql/ migrations to DATABASE_URL and exit\n"
             "       gtmd --version    print the version and module ABI\n"
             "       gtmd --help       this text\n"
             "\n"
             "Settings come from the environment: GTM_LISTEN (default 127.0.0.1:8000),\n"
             "GTM_TLS_LISTEN with GTM_TLS_CERT and GTM_TLS_KEY, GTM_MODULE_DIR, GTM_MAX_BODY,\n"
             "GTM_MAX_CONNECTIONS, GTM_HEADER_TIMEOUT, GTM_BODY_TIMEOUT, GTM_IDLE_TIMEOUT,\n"
-            "GTM_SHUTDOWN_TIMEOUT, GTM_LOG_LEVEL, CORS_ORIGINS.  See README.md.\n");
+            "GTM_SHUTDOWN_TIMEOUT, GTM_LOG_LEVEL, CORS_ORIGINS, DATABASE_URL, GTM_SQL_DIR.\n"
+            "See README.md.\n");
 }
 
 static int serve(void)
@@ -34,6 +37,20 @@ static int serve(void)
         return 2;
     }
     log_set_level(cfg.log_level);
+    if (cfg.database_url) {
+        /* Before the loop runs, so blocking here costs nothing. */
+        char msg[1024];
+        int st = migrate_check(cfg.database_url, cfg.sql_dir, 3, msg, sizeof msg);
+        if (st == MIGRATE_BEHIND || st == MIGRATE_ERROR) {
+            fprintf(stderr, "gtmd: %s\n", msg);
+            config_free(&cfg);
+            return 2;
+        }
+        if (st == MIGRATE_UNREACHABLE) {
+            log_msg(LOG_WARN, NULL, NULL, "%s; serving anyway, database routes answer 503 until it is reachable",
+                    msg);
+        }
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "gtmd: libcurl failed to initialise\n");
         return 1;
@@ -51,6 +68,28 @@ static int serve(void)
     uv_loop_close(&loop);
     config_free(&cfg);
     curl_global_cleanup();
+    return rc;
+}
+
+static int migrate(void)
+{
+    struct config cfg;
+    char err[1024];
+    if (config_load(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "gtmd: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    int rc = 0;
+    if (!cfg.database_url) {
+        fprintf(stderr, "gtmd: DATABASE_URL: required by gtmd migrate "
+                        "(postgresql://user:password@host:port/dbname)\n");
+        rc = 2;
+    } else if (migrate_run(cfg.database_url, cfg.sql_dir, stdout, err, sizeof err) < 0) {
+        fprintf(stderr, "gtmd migrate: %s\n", err);
+        rc = 1;
+    }
+    config_free(&cfg);
     return rc;
 }
 
@@ -72,6 +111,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0) {
         return serve();
+    }
+    if (strcmp(cmd, "migrate") == 0) {
+        return migrate();
     }
     fprintf(stderr, "gtmd: unknown command '%s'\n", cmd);
     usage(stderr);
