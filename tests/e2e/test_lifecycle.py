@@ -14,7 +14,7 @@ from upstream import Upstream
 
 class CommandLineTest(unittest.TestCase):
     def run_gtmd(self, *args, env=None):
-        e = dict(os.environ)
+        e = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         e.update(env or {})
         return subprocess.run([GTMD] + list(args), env=e, capture_output=True, text=True, timeout=30)
 
