@@ -275,6 +275,15 @@ int config_load(struct config *c, char *err, size_t errlen)
         c->database_url = v;
     }
 
+    c->pg_pool_size = 4;
+    v = getenv("GTM_PG_POOL_SIZE");
+    if (v && *v) {
+        if (config_parse_uint(v, 256, &u) < 0 || u == 0) {
+            FAIL("GTM_PG_POOL_SIZE: expected a number of connections from 1 to 256, got '%s'", v);
+        }
+        c->pg_pool_size = (unsigned)u;
+    }
+
     c->max_body = 1024 * 1024;
     v = getenv("GTM_MAX_BODY");
     if (v && *v) {

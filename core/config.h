@@ -23,6 +23,7 @@ struct config {
     const char *sql_dir;            /* GTM_SQL_DIR or the build/install default */
     bool sql_dir_owned;
     const char *database_url;       /* DATABASE_URL, or NULL */
+    unsigned pg_pool_size;          /* GTM_PG_POOL_SIZE: connections per worker */
     size_t max_body;                /* GTM_MAX_BODY */
     unsigned max_connections;       /* GTM_MAX_CONNECTIONS */
     double shutdown_timeout;        /* seconds: GTM_SHUTDOWN_TIMEOUT */

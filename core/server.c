@@ -15,6 +15,8 @@
 #include "http/response.h"
 #include "log.h"
 #include "modules/module_host.h"
+#include "db/migrate.h"
+#include "pg/pg.h"
 #include "tls/tls.h"
 
 uint64_t now_ns(void)
@@ -116,6 +118,10 @@ static void server_finish(struct server *srv)
         httpc_close(srv->httpc, NULL, NULL);
         srv->httpc = NULL;
     }
+    if (srv->pg) {
+        pg_pool_close(srv->pg, NULL, NULL);
+        srv->pg = NULL;
+    }
     log_msg(LOG_INFO, NULL, NULL, "stopped after %llu requests", (unsigned long long)srv->n_requests);
     log_detach_loop();
 }
@@ -170,6 +176,10 @@ static int server_init_failed(struct server *srv)
         httpc_close(srv->httpc, NULL, NULL);
         srv->httpc = NULL;
     }
+    if (srv->pg) {
+        pg_pool_close(srv->pg, NULL, NULL);
+        srv->pg = NULL;
+    }
     log_detach_loop();
     uv_run(srv->loop, UV_RUN_DEFAULT);
     router_free(&srv->router);
@@ -209,6 +219,20 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     if (!srv->httpc) {
         fprintf(stderr, "gtmd: cannot start the outbound HTTP client\n");
         return server_init_failed(srv);
+    }
+
+    if (cfg->database_url) {
+        char conninfo[4096];
+        if (!db_conninfo_normalize(cfg->database_url, conninfo, sizeof conninfo)) {
+            fprintf(stderr, "gtmd: DATABASE_URL: too long or malformed\n");
+            return server_init_failed(srv);
+        }
+        struct pg_pool_config pc = {.conninfo = conninfo, .size = cfg->pg_pool_size};
+        srv->pg = pg_pool_new(loop, &pc, err, sizeof err);
+        if (!srv->pg) {
+            fprintf(stderr, "gtmd: DATABASE_URL: %s\n", err);
+            return server_init_failed(srv);
+        }
     }
 
     int loaded = modules_load_dir(srv, cfg->module_dir);

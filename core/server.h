@@ -14,6 +14,7 @@ struct conn;
 struct gtm_req;
 struct tls_ctx;
 struct httpc;
+struct pg_pool;
 struct gtm_mod;
 
 struct listener {
@@ -36,6 +37,7 @@ struct server {
     struct gtm_mod *auth_mod;    /* the module providing authenticate, if any */
     struct gtm_mod *admit_mod;   /* the module providing admit, if any */
     struct httpc *httpc;
+    struct pg_pool *pg;          /* NULL without DATABASE_URL */
     struct gtm_req *free_reqs;   /* recycled request objects */
     unsigned n_free_reqs;
     char read_buf[65536];        /* every socket read lands here first */

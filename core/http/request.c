@@ -22,6 +22,7 @@ static void request_reset(struct gtm_req *r, struct server *srv, struct conn *co
     r->refs = 1;
     r->state = REQ_PARSING;
     r->stage = STAGE_AUTH;
+    r->hook_pending = false;
     r->hlen = r->hraw = r->tok_start = 0;
     r->parse_error = 0;
     r->url = r->cur_name = NULL;
@@ -303,23 +304,33 @@ static void request_advance(struct gtm_req *r)
         default:
             return;
         }
-        if (rc != GTM_HOOK_CONTINUE) {
-            /* DONE: the hook answered; ASYNC: request_hook_done resumes */
+        if (rc == GTM_HOOK_ASYNC) {
+            /* held until the module calls hook_done, even if the client leaves */
+            r->hook_pending = true;
+            request_ref(r);
             return;
+        }
+        if (rc != GTM_HOOK_CONTINUE) {
+            return;   /* the hook answered */
         }
     }
 }
 
 void request_hook_done(struct gtm_req *r, int result)
 {
-    if (r->state != REQ_DISPATCHED) {
+    if (!r->hook_pending) {
+        log_msg(LOG_ERROR, r->id, NULL, "hook_done without a pending hook ignored");
         return;
     }
-    if (result == GTM_HOOK_CONTINUE) {
-        request_advance(r);
-    } else if (result != GTM_HOOK_DONE) {
-        response_error(r, 500, "Internal server error");
+    r->hook_pending = false;
+    if (r->state == REQ_DISPATCHED && r->conn) {
+        if (result == GTM_HOOK_CONTINUE) {
+            request_advance(r);
+        } else if (result != GTM_HOOK_DONE) {
+            response_error(r, 500, "Internal server error");
+        }
     }
+    request_unref(r);
 }
 
 static void redirect_without_slash(struct gtm_req *r)

@@ -38,6 +38,7 @@ struct gtm_req {
     unsigned refs;                  /* the connection's, plus one per async operation */
     uint8_t state;
     uint8_t stage;
+    bool hook_pending;              /* a hook returned GTM_HOOK_ASYNC */
 
     /* parsing */
     size_t hlen;                    /* bytes used in hbuf */

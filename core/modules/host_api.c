@@ -10,6 +10,7 @@
 #include "http/response.h"
 #include "http/validate.h"
 #include "log.h"
+#include "modules/host_internal.h"
 #include "modules/module_host.h"
 #include "server.h"
 
@@ -156,6 +157,26 @@ static const struct gtm_host host_table = {
     .respond_error = h_respond_error,
     .hook_done = request_hook_done,
     .http_call = h_http_call,
+    .pg_query = host_pg_query,
+    .pg_tx = host_pg_tx,
+    .pg_status = host_pg_status,
+    .pg_sqlstate = host_pg_sqlstate,
+    .pg_message = host_pg_message,
+    .pg_failed_stmt = host_pg_failed_stmt,
+    .pg_ntuples = host_pg_ntuples,
+    .pg_value = host_pg_value,
+    .pg_isnull = host_pg_isnull,
+    .pg_length = host_pg_length,
+    .pg_affected = host_pg_affected,
+    .respond_pg_error = host_respond_pg_error,
+    .jwks_parse = host_jwks_parse,
+    .jwks_free = host_jwks_free,
+    .jwks_has_kid = host_jwks_has_kid,
+    .jwt_peek_kid = host_jwt_peek_kid,
+    .jwt_verify = host_jwt_verify,
+    .random_bytes = host_random_bytes,
+    .sha256_hex = host_sha256_hex,
+    .now_ms = host_now_ms,
 };
 
 const struct gtm_host *host_api(void)

@@ -42,31 +42,45 @@ struct pg_stmt {
 typedef void (*pg_done_fn)(void *arg, const struct pg_result *res);
 
 /* Creates the pool and starts connecting.  NULL with a one-line reason in err
- * when conninfo cannot be parsed (the reason never shows the password). */
+ * when conninfo cannot be parsed (the reason never shows the password).
+ * A SQLAlchemy scheme (postgresql+psycopg2://) is accepted.  Host names, from
+ * conninfo or PGHOST, are looked up with uv_getaddrinfo before each attempt;
+ * only hosts named through a service file are left to libpq (which blocks). */
 struct pg_pool *pg_pool_new(uv_loop_t *loop, const struct pg_pool_config *cfg, char *err, size_t errlen);
 
 /* One statement in autocommit.  timeout_ms 0 = the pool default.  done runs
  * exactly once, on the loop, never from inside this call.  0, or a negative
- * pg_status when the op could not be queued (done is then not called). */
+ * pg_status when the op could not be queued (done is then not called):
+ *   PG_EBUSY      the wait queue is full (or memory ran out)
+ *   PG_EQUERY     bad arguments (no SQL, nparams < 0 or > 65535, no params)
+ *   PG_ECANCELED  pg_pool_close was called
+ * While the database is known to be down (a connect attempt failed and no
+ * connection is up) the op is accepted (0) and done gets PG_EUNAVAILABLE on
+ * the next loop turn.  *out (may be NULL) is valid until done returns; done
+ * may call anything here, pg_pool_close included. */
 int pg_pool_query(struct pg_pool *p, const struct pg_stmt *stmt, unsigned timeout_ms, pg_done_fn done,
                   void *arg, struct pg_op **out);
 
 /* Several statements in one transaction on one connection: BEGIN, each in
  * order, COMMIT.  The first failure rolls back and stops; the result then says
- * which statement failed.  Same contract as pg_pool_query. */
+ * which statement failed (n when COMMIT itself failed, -1 when BEGIN did).
+ * Same contract as pg_pool_query. */
 int pg_pool_tx(struct pg_pool *p, const struct pg_stmt *stmts, size_t n, unsigned timeout_ms, pg_done_fn done,
                void *arg, struct pg_op **out);
 
 /* done runs later with PG_ECANCELED; a statement already sent costs its
- * connection (closed and reopened), never a blocking PQcancel. */
+ * connection (closed and reopened), never a blocking PQcancel.  An op that has
+ * finished but whose done has not run yet keeps its result.  Never call this
+ * after done has run: the op is gone. */
 void pg_op_cancel(struct pg_op *op);
 
-/* Results.  stmt indexes the statements of a transaction (0 for a query). */
+/* Results.  stmt indexes the statements of a transaction (0 for a query).
+ * Out-of-range stmt, row or col read as no data: "" / isnull 1 / 0. */
 int pg_result_status(const struct pg_result *r);
 const char *pg_result_sqlstate(const struct pg_result *r);   /* "" unless PG_EQUERY */
 const char *pg_result_message(const struct pg_result *r);    /* a one-line reason for any failure */
 int pg_result_failed_stmt(const struct pg_result *r);        /* index, or -1 */
-size_t pg_result_nstmts(const struct pg_result *r);          /* statements that produced a result */
+size_t pg_result_nstmts(const struct pg_result *r);          /* statements that completed (the failed one excluded) */
 int pg_result_ntuples(const struct pg_result *r, size_t stmt);
 int pg_result_nfields(const struct pg_result *r, size_t stmt);
 const char *pg_result_value(const struct pg_result *r, size_t stmt, int row, int col);  /* "" for NULL */
@@ -80,7 +94,7 @@ struct pg_pool_stats {
     unsigned waiting;
     uint64_t ops_done;
     uint64_t ops_failed;
-    uint64_t reconnects;
+    uint64_t reconnects;   /* sessions re-established after a connection's first */
 };
 void pg_pool_get_stats(const struct pg_pool *p, struct pg_pool_stats *out);
 /* True while at least one connection is up. */

@@ -55,6 +55,20 @@ struct gtm_http_result {
 /* Called exactly once, on the loop, even when the call failed or was cancelled. */
 typedef void (*gtm_http_done_fn)(void *arg, const struct gtm_http_result *res);
 
+/* Since 1.1: one SQL statement with $1..$n text parameters (NULL = SQL NULL).
+ * The host prepares each distinct text once per connection and copies the
+ * parameters before pg_query/pg_tx return. */
+struct gtm_pg_stmt {
+    const char *sql;
+    int nparams;
+    const char *const *params;
+};
+struct gtm_pg_result;   /* valid only during the callback */
+/* Called exactly once, on the loop, never from inside pg_query/pg_tx. */
+typedef void (*gtm_pg_done_fn)(void *arg, const struct gtm_pg_result *res);
+
+struct gtm_jwks;        /* a parsed JSON Web Key Set */
+
 struct gtm_host {
     uint32_t size;                /* sizeof(struct gtm_host) as the host compiled it */
     uint16_t abi_major;
@@ -111,7 +125,9 @@ struct gtm_host {
     /* {"detail": detail} */
     void (*respond_error)(struct gtm_req *req, int status, const char *detail);
     /* Continues a request whose hook returned GTM_HOOK_ASYNC: GTM_HOOK_CONTINUE
-     * or GTM_HOOK_DONE (the hook answered). */
+     * or GTM_HOOK_DONE (the hook answered).  Call it exactly once for every
+     * GTM_HOOK_ASYNC, even when the client has gone; until then the request
+     * stays valid. */
     void (*hook_done)(struct gtm_req *req, int result);
 
     /* --- outbound HTTP (libcurl on the worker's loop) --- */
@@ -120,6 +136,52 @@ struct gtm_host {
      * could not start (done is then not called). */
     int (*http_call)(struct gtm_mod *mod, struct gtm_req *req, const struct gtm_http_call *call,
                      gtm_http_done_fn done, void *arg);
+
+    /* ===== since 1.1 ===== */
+
+    /* --- Postgres (DATABASE_URL), one pool per worker --- */
+    /* One statement in autocommit, on behalf of mod (kept alive until done has
+     * run) and req (may be NULL).  0, or GTM_EINVAL for bad arguments (done is
+     * then not called).  A missing DATABASE_URL, a database that is down or a
+     * full queue arrive in done as a failed result, never as a hang. */
+    int (*pg_query)(struct gtm_mod *mod, struct gtm_req *req, const struct gtm_pg_stmt *stmt,
+                    gtm_pg_done_fn done, void *arg);
+    /* Several statements in one transaction on one connection; the first
+     * failure rolls back the whole. */
+    int (*pg_tx)(struct gtm_mod *mod, struct gtm_req *req, const struct gtm_pg_stmt *stmts, size_t n,
+                 gtm_pg_done_fn done, void *arg);
+    /* GTM_OK, GTM_EUNAVAILABLE, GTM_ETIMEDOUT, GTM_EBUSY, GTM_EQUERY or GTM_ECANCELED. */
+    int (*pg_status)(const struct gtm_pg_result *res);
+    const char *(*pg_sqlstate)(const struct gtm_pg_result *res);   /* "" unless GTM_EQUERY */
+    const char *(*pg_message)(const struct gtm_pg_result *res);    /* one line, never a password */
+    int (*pg_failed_stmt)(const struct gtm_pg_result *res);        /* index in a pg_tx, or -1 */
+    int (*pg_ntuples)(const struct gtm_pg_result *res, size_t stmt);
+    const char *(*pg_value)(const struct gtm_pg_result *res, size_t stmt, int row, int col); /* "" for NULL */
+    int (*pg_isnull)(const struct gtm_pg_result *res, size_t stmt, int row, int col);
+    int (*pg_length)(const struct gtm_pg_result *res, size_t stmt, int row, int col);
+    long (*pg_affected)(const struct gtm_pg_result *res, size_t stmt);
+    /* Answers req for a failed result: 503 with Retry-After when the database
+     * cannot be reached, is saturated or too slow; 500 (logged with the request
+     * id and the database's reason) when it refused a statement. */
+    void (*respond_pg_error)(struct gtm_req *req, const struct gtm_pg_result *res);
+
+    /* --- JSON Web Tokens (ES256/RS256); the key pins the algorithm --- */
+    /* NULL with a one-line reason when json is not a usable key set. */
+    struct gtm_jwks *(*jwks_parse)(const char *json, size_t len, char *err, size_t errlen);
+    void (*jwks_free)(struct gtm_jwks *ks);
+    int (*jwks_has_kid)(const struct gtm_jwks *ks, const char *kid);
+    /* 0, -1 (malformed) or -2 (no kid). */
+    int (*jwt_peek_kid)(const char *token, size_t len, char *kid, size_t kidlen);
+    /* 0 with *claims (new reference) when the signature is good; else a
+     * negative code: -1 malformed, -2 no kid, -3 unknown kid, -4 algorithm not
+     * the key's, -5 bad signature; why says more. */
+    int (*jwt_verify)(const struct gtm_jwks *ks, const char *token, size_t len, json_t **claims, char *why,
+                      size_t whylen);
+
+    /* --- small services --- */
+    int (*random_bytes)(void *buf, size_t n);                          /* 0 or GTM_EIO */
+    void (*sha256_hex)(const void *data, size_t len, char out[65]);
+    int64_t (*now_ms)(void);                                           /* wall clock, Unix ms */
 };
 
 #define GTM_HOST_HAS(host, member) \

@@ -11,6 +11,9 @@
  * Changelog (bump GTM_ABI_MINOR for every append, GTM_ABI_MAJOR never lightly):
  *   1.0  2026-11-23  descriptor, routes, authenticate/admit hooks, host table
  *                    with request accessors, responses, validation, outbound HTTP.
+ *   1.1  2026-11-23  host table: Postgres (queries, transactions, results),
+ *                    JWT/JWKS verification, random bytes, SHA-256, clock;
+ *                    GTM_EUNAVAILABLE, GTM_EBUSY, GTM_EQUERY.
  */
 #ifndef GTM_MODULE_H
 #define GTM_MODULE_H
@@ -19,7 +22,7 @@
 #include <stdint.h>
 
 #define GTM_ABI_MAJOR 1
-#define GTM_ABI_MINOR 0
+#define GTM_ABI_MINOR 1
 #define GTM_MODULE_MAGIC 0x314d5447u /* "GTM1" little-endian */
 
 /* Pointer size, byte order and the jansson major: what decides whether two
@@ -54,6 +57,10 @@ enum {
     GTM_ETOOBIG = -27,     /* EFBIG: an answer over its size cap */
     GTM_EIO = -5,
     GTM_EGONE = -32,       /* EPIPE: the client went away */
+    /* since 1.1 */
+    GTM_EUNAVAILABLE = -100, /* ENETDOWN: a backing service (the database) cannot be reached */
+    GTM_EBUSY = -16,         /* EBUSY: its queue is full */
+    GTM_EQUERY = -1000,      /* the database refused a statement (see pg_sqlstate) */
 };
 
 /* What a hook tells the host. */

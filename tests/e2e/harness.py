@@ -16,6 +16,18 @@ GTMD = os.environ.get("GTMD", "")
 FX_MODULE_DIR = os.environ.get("FX_MODULE_DIR", "")
 
 
+def abi_version():
+    """(major, minor) as include/gtm/module.h declares them."""
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "include", "gtm", "module.h")
+    found = {}
+    with open(header) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "#define" and parts[1] in ("GTM_ABI_MAJOR", "GTM_ABI_MINOR"):
+                found[parts[1]] = int(parts[2])
+    return found["GTM_ABI_MAJOR"], found["GTM_ABI_MINOR"]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

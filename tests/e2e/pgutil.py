@@ -55,3 +55,17 @@ class Database:
 
     def sql(self, statement):
         return psql(self.name, statement)
+
+
+class MigratedDatabase(Database):
+    """A fresh database with gtmd's schema applied by gtmd migrate."""
+
+    def __enter__(self):
+        super().__enter__()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GTM_")}
+        env["DATABASE_URL"] = self.url
+        r = subprocess.run([os.environ["GTMD"], "migrate"], env=env, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            self.__exit__(None, None, None)
+            raise AssertionError("gtmd migrate failed: " + r.stderr)
+        return self

@@ -8,7 +8,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import GTMD, Conn, Server, raw_request, request
+from harness import GTMD, Conn, Server, abi_version, raw_request, request
 from upstream import Upstream
 
 
@@ -21,7 +21,7 @@ class CommandLineTest(unittest.TestCase):
     def test_version_and_help(self):
         r = self.run_gtmd("--version")
         self.assertEqual(r.returncode, 0)
-        self.assertRegex(r.stdout, r"^gtmd \d+\.\d+\.\d+ \(module ABI 1\.0, ")
+        self.assertRegex(r.stdout, r"^gtmd \d+\.\d+\.\d+ \(module ABI %d\.%d, " % abi_version())
         r = self.run_gtmd("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("gtmd [serve]", r.stdout)

@@ -26,6 +26,12 @@ class Upstream:
             def log_message(self, *a):
                 pass
 
+            def handle(self):
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):
+                    pass   # gtmd dropped the connection on purpose (size cap, timeout)
+
             def do_GET(self):
                 try:
                     self.answer()

@@ -1,0 +1,187 @@
+/* campaign: the /api/campaigns routes (CRUD; generation and positioning
+ * arrive with the AI pipeline).  Ownership runs through the campaign's
+ * account and its company.  Creating one checks the persona (as upstream)
+ * and the account too (upstream let a foreign account through to a 500). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "crud.h"
+#include "crud_sql.h"
+
+#define NOT_FOUND "Campaign not found"
+
+#define OWNED_CAMPAIGN                                                                     \
+    "campaigns x JOIN accounts a ON a.id = x.account_id "                                  \
+    "JOIN companies c ON c.id = a.company_id AND c.user_id = $2::uuid"
+
+static void campaign_create(void *state, struct gtm_req *req)
+{
+    const struct crud_ctx *c = state;
+    const struct gtm_host *h = c->host;
+    const char *user = crud_user(c, req);
+    if (!user) {
+        return;
+    }
+    char *account_id = h->req_alloc(req, 37), *persona_id = h->req_alloc(req, 37);
+    if (!account_id || !persona_id) {
+        h->respond_error(req, 500, "Internal server error");
+        return;
+    }
+    h->arg_uuid(req, "query", "account_id", 1, account_id);
+    h->arg_uuid(req, "query", "persona_id", 1, persona_id);
+    json_t *body = crud_body_object(c, req);
+    const char *name = NULL, *type = NULL;
+    json_t *data = NULL;
+    if (body) {
+        name = crud_field_str(c, req, body, "name", true, false, 255, NULL);
+        type = crud_field_str(c, req, body, "type", true, false, 50, NULL);
+        crud_field_obj(c, req, body, "data", true, false, &data, NULL);
+    }
+    if (h->fail_if_invalid(req)) {
+        return;
+    }
+    char *data_text = crud_json_text(c, req, data);
+    if (!data_text) {
+        return;
+    }
+    static const char sql[] =
+        "WITH p AS (SELECT pe.id FROM personas pe JOIN accounts pa ON pa.id = pe.account_id "
+        "           JOIN companies pc ON pc.id = pa.company_id AND pc.user_id = $2::uuid WHERE pe.id = $3::uuid), "
+        "ac AS (SELECT aa.id FROM accounts aa JOIN companies ac2 ON ac2.id = aa.company_id AND ac2.user_id = $2::uuid "
+        "       WHERE aa.id = $1::uuid), "
+        "x AS (INSERT INTO campaigns (id, account_id, persona_id, name, type, data, created_at, updated_at) "
+        "      SELECT gen_random_uuid(), ac.id, p.id, $4, $5, $6::jsonb, gtm_utcnow(), gtm_utcnow() FROM p, ac "
+        "      RETURNING *) "
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM p) OR NOT EXISTS (SELECT 1 FROM ac) THEN 404 ELSE 201 END, "
+        "       CASE WHEN NOT EXISTS (SELECT 1 FROM p) THEN 'Persona not found' "
+        "            WHEN NOT EXISTS (SELECT 1 FROM ac) THEN 'Account not found' "
+        "            ELSE (SELECT " SQL_CAMPAIGN_JSON("x") "::text FROM x) END";
+    const char *params[] = {account_id, user, persona_id, name, type, data_text};
+    struct gtm_pg_stmt stmt = {sql, 6, params};
+    crud_query_status_and_respond(c, req, &stmt);
+}
+
+static void campaign_list(void *state, struct gtm_req *req)
+{
+    const struct crud_ctx *c = state;
+    const struct gtm_host *h = c->host;
+    const char *user = crud_user(c, req);
+    if (!user) {
+        return;
+    }
+    char account_id[37], persona_id[37];
+    long skip, limit;
+    h->arg_uuid(req, "query", "account_id", 1, account_id);
+    int has_persona = h->arg_uuid(req, "query", "persona_id", 0, persona_id);
+    crud_paging(c, req, &skip, &limit);
+    if (h->fail_if_invalid(req)) {
+        return;
+    }
+    static const char sql[] =
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM accounts a JOIN companies c ON c.id = a.company_id "
+        "                         AND c.user_id = $2::uuid WHERE a.id = $1::uuid) THEN ("
+        SQL_JSON_LIST(SQL_CAMPAIGN_JSON("x"), "campaigns x WHERE x.account_id = $1::uuid "
+                                              "AND ($3::uuid IS NULL OR x.persona_id = $3::uuid) "
+                                              "ORDER BY x.created_at, x.id OFFSET $4 LIMIT $5")
+        ") END";
+    const char *params[] = {account_id, user, has_persona == 1 ? persona_id : NULL, crud_long(c, req, skip),
+                            crud_long(c, req, limit)};
+    struct gtm_pg_stmt stmt = {sql, 5, params};
+    crud_query_and_respond(c, req, &stmt, 200, "Account not found");
+}
+
+static const char *path_id(const struct crud_ctx *c, struct gtm_req *req, char id[37], const char **user)
+{
+    *user = crud_user(c, req);
+    if (!*user) {
+        return NULL;
+    }
+    c->host->arg_uuid(req, "path", "campaign_id", 1, id);
+    return c->host->fail_if_invalid(req) ? NULL : id;
+}
+
+static void campaign_get(void *state, struct gtm_req *req)
+{
+    const struct crud_ctx *c = state;
+    char id[37];
+    const char *user;
+    if (!path_id(c, req, id, &user)) {
+        return;
+    }
+    static const char sql[] = "SELECT " SQL_CAMPAIGN_JSON("x") "::text FROM " OWNED_CAMPAIGN " WHERE x.id = $1::uuid";
+    const char *params[] = {id, user};
+    struct gtm_pg_stmt stmt = {sql, 2, params};
+    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+}
+
+static void campaign_update(void *state, struct gtm_req *req)
+{
+    const struct crud_ctx *c = state;
+    const struct gtm_host *h = c->host;
+    const char *user = crud_user(c, req);
+    if (!user) {
+        return;
+    }
+    char *id = h->req_alloc(req, 37);
+    if (!id) {
+        h->respond_error(req, 500, "Internal server error");
+        return;
+    }
+    h->arg_uuid(req, "path", "campaign_id", 1, id);
+    json_t *body = crud_body_object(c, req);
+    bool has_name = false, has_type = false, has_data = false;
+    const char *name = NULL, *type = NULL;
+    json_t *data = NULL;
+    if (body) {
+        name = crud_field_str(c, req, body, "name", false, false, 255, &has_name);
+        type = crud_field_str(c, req, body, "type", false, false, 50, &has_type);
+        crud_field_obj(c, req, body, "data", false, false, &data, &has_data);
+    }
+    if (h->fail_if_invalid(req)) {
+        return;
+    }
+    char *data_text = NULL;
+    if (data && !(data_text = crud_json_text(c, req, data))) {
+        return;
+    }
+    static const char sql[] =
+        "WITH cur AS (SELECT x.* FROM " OWNED_CAMPAIGN " WHERE x.id = $1::uuid FOR UPDATE OF x), "
+        "nv AS (SELECT id, CASE WHEN $3::bool THEN $4::varchar ELSE name END AS name, "
+        "              CASE WHEN $5::bool THEN $6::varchar ELSE type END AS type, "
+        "              CASE WHEN $7::bool THEN $8::jsonb ELSE data END AS data, "
+        "              name AS old_name, type AS old_type, data AS old_data FROM cur) "
+        "UPDATE campaigns x SET name = nv.name, type = nv.type, data = nv.data, "
+        "  updated_at = CASE WHEN (nv.name, nv.type, nv.data) IS DISTINCT FROM (nv.old_name, nv.old_type, nv.old_data) "
+        "                    THEN gtm_utcnow() ELSE x.updated_at END "
+        "FROM nv WHERE x.id = nv.id "
+        "RETURNING " SQL_CAMPAIGN_JSON("x") "::text";
+    const char *params[] = {id, user, has_name ? "t" : "f", name, has_type ? "t" : "f", type,
+                            has_data ? "t" : "f", data_text};
+    struct gtm_pg_stmt stmt = {sql, 8, params};
+    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+}
+
+static void campaign_delete(void *state, struct gtm_req *req)
+{
+    const struct crud_ctx *c = state;
+    char id[37];
+    const char *user;
+    if (!path_id(c, req, id, &user)) {
+        return;
+    }
+    static const char del_campaign[] =
+        "DELETE FROM campaigns WHERE id IN (SELECT x.id FROM " OWNED_CAMPAIGN " WHERE x.id = $1::uuid)";
+    const char *params[] = {id, user};
+    const struct gtm_pg_stmt stmts[] = {{del_campaign, 2, params}};
+    crud_delete_and_respond(c, req, stmts, 1, NOT_FOUND);
+}
+
+static const struct gtm_route routes[] = {
+    {GTM_POST, "/api/campaigns", campaign_create, GTM_ROUTE_AUTH, NULL},
+    {GTM_GET, "/api/campaigns", campaign_list, GTM_ROUTE_AUTH, NULL},
+    {GTM_GET, "/api/campaigns/{campaign_id}", campaign_get, GTM_ROUTE_AUTH, NULL},
+    {GTM_PUT, "/api/campaigns/{campaign_id}", campaign_update, GTM_ROUTE_AUTH, NULL},
+    {GTM_DELETE, "/api/campaigns/{campaign_id}", campaign_delete, GTM_ROUTE_AUTH, NULL},
+};
+
+CRUD_MODULE("campaign", routes)
