@@ -195,6 +195,12 @@ class AuthTest(unittest.TestCase):
         self.assertEqual([k["key_prefix"] for k in prof["api_keys"]], [key[:12]])
         self.assertNotIn("key", prof["api_keys"][0])
         self.assertIsNotNone(prof["api_keys"][0]["last_used_at"])
+        # many uses, no further write of last_used_at (each write would move it)
+        first = self.db.sql("SELECT last_used_at FROM gtm_api_keys WHERE id = '%s'" % created["id"])
+        self.assertNotEqual(first, "")
+        for _ in range(20):
+            self.assertEqual(self.get("/api/companies", {"X-API-Key": key}).status, 200)
+        self.assertEqual(self.db.sql("SELECT last_used_at FROM gtm_api_keys WHERE id = '%s'" % created["id"]), first)
         # validate
         self.assertEqual(request(self.srv, "POST", "/api/auth/validate", body={"api_key": key}).json()["valid"], True)
         self.assertEqual(request(self.srv, "POST", "/api/auth/validate",

@@ -216,6 +216,15 @@ class AdoptedDatabaseTest(Fixture):
         other = self.user("22222222-2222-4222-8222-222222222222")
         self.assertEqual([x["name"] for x in self.call("GET", "/api/companies", other).json()], ["Other"])
         self.assertIsNone(self.call("GET", "/api/companies", other).json()[0]["data"])
+        # personas and campaigns through their own routes
+        acc = "bbbbbbbb-0000-4000-8000-000000000001"
+        per = self.call("GET", "/api/personas?account_id=" + acc, u).json()
+        self.assertEqual([(p["id"], p["name"], p["created_at"]) for p in per],
+                         [("cccccccc-0000-4000-8000-000000000001", "VP Ops", "2025-07-11T20:17:00")])
+        camp = self.call("GET", "/api/campaigns?account_id=" + acc, u).json()
+        self.assertEqual((camp[0]["name"], camp[0]["type"], camp[0]["data"], camp[0]["updated_at"]),
+                         ("Intro email", "email", {"subjects": {"primary": "Hi"}}, None))
+        self.assertEqual(self.call("GET", "/api/accounts/" + acc, other).json(), {"detail": "Account not found"})
         # and the upstream user with a NULL role is still served
         r = self.call("PUT", "/api/companies/aaaaaaaa-0000-4000-8000-000000000002", other, {"name": "Renamed"})
         self.assertEqual(r.json()["name"], "Renamed")
