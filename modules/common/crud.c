@@ -328,3 +328,75 @@ void crud_query_status_and_respond(const struct crud_ctx *c, struct gtm_req *req
         c->host->respond_error(req, 500, "Internal server error");
     }
 }
+
+bool crud_path_id(const struct crud_ctx *c, struct gtm_req *req, const char *param, char id[37], const char **user)
+{
+    *user = crud_user(c, req);
+    if (!*user) {
+        return false;
+    }
+    c->host->arg_uuid(req, "path", param, 1, id);
+    return !c->host->fail_if_invalid(req);
+}
+
+void crud_get(const struct crud_ctx *c, struct gtm_req *req, const char *param, const char *sql,
+              const char *not_found)
+{
+    char id[37];
+    const char *user;
+    if (!crud_path_id(c, req, param, id, &user)) {
+        return;
+    }
+    const char *params[] = {id, user};
+    struct gtm_pg_stmt stmt = {sql, 2, params};
+    crud_query_and_respond(c, req, &stmt, 200, not_found);
+}
+
+#define CRUD_MAX_FIELDS 8
+
+void crud_update(const struct crud_ctx *c, struct gtm_req *req, const char *param, const struct crud_field *fields,
+                 size_t n, const char *sql, const char *not_found)
+{
+    const struct gtm_host *h = c->host;
+    const char *user = crud_user(c, req);
+    if (!user || n > CRUD_MAX_FIELDS) {
+        if (user) {
+            h->respond_error(req, 500, "Internal server error");
+        }
+        return;
+    }
+    char *id = h->req_alloc(req, 37);
+    const char **params = h->req_alloc(req, (2 + 2 * n) * sizeof *params);
+    if (!id || !params) {
+        h->respond_error(req, 500, "Internal server error");
+        return;
+    }
+    h->arg_uuid(req, "path", param, 1, id);
+    json_t *body = crud_body_object(c, req);
+    json_t *objs[CRUD_MAX_FIELDS] = {0};
+    params[0] = id;
+    params[1] = user;
+    for (size_t i = 0; i < n; i++) {
+        bool present = false;
+        params[2 + 2 * i + 1] = NULL;
+        if (body) {
+            if (fields[i].kind == CRUD_STR) {
+                params[2 + 2 * i + 1] = crud_field_str(c, req, body, fields[i].key, false, fields[i].nullable,
+                                                       fields[i].max_chars, &present);
+            } else {
+                crud_field_obj(c, req, body, fields[i].key, false, fields[i].nullable, &objs[i], &present);
+            }
+        }
+        params[2 + 2 * i] = present ? "t" : "f";
+    }
+    if (h->fail_if_invalid(req)) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (objs[i] && !(params[2 + 2 * i + 1] = crud_json_text(c, req, objs[i]))) {
+            return;
+        }
+    }
+    struct gtm_pg_stmt stmt = {sql, (int)(2 + 2 * n), params};
+    crud_query_and_respond(c, req, &stmt, 200, not_found);
+}

@@ -65,6 +65,27 @@ void crud_delete_and_respond(const struct crud_ctx *c, struct gtm_req *req, cons
  * anything else answers {"detail": text} with that status. */
 void crud_query_status_and_respond(const struct crud_ctx *c, struct gtm_req *req, const struct gtm_pg_stmt *stmt);
 
+/* The caller and the path's UUID parameter; false after answering (401/422). */
+bool crud_path_id(const struct crud_ctx *c, struct gtm_req *req, const char *param, char id[37], const char **user);
+
+/* GET by id: sql takes $1 = the path id, $2 = the caller, and returns the
+ * row's JSON (no row: 404 not_found). */
+void crud_get(const struct crud_ctx *c, struct gtm_req *req, const char *param, const char *sql,
+              const char *not_found);
+
+/* A field PUT may change. */
+struct crud_field {
+    const char *key;
+    enum { CRUD_STR, CRUD_OBJ } kind;
+    size_t max_chars;          /* CRUD_STR: 0 = no limit */
+    bool nullable;             /* null stores SQL NULL; otherwise null is a 422 */
+};
+/* PUT by id: only the keys present change.  sql takes $1 = path id, $2 =
+ * caller, then for each field a "t"/"f" present flag and its value (text, or
+ * JSON text for CRUD_OBJ), and returns the row's JSON. */
+void crud_update(const struct crud_ctx *c, struct gtm_req *req, const char *param, const struct crud_field *fields,
+                 size_t n, const char *sql, const char *not_found);
+
 /* Per-request state for a query callback, in request memory. */
 struct crud_call {
     const struct crud_ctx *ctx;

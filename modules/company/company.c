@@ -138,39 +138,15 @@ static void company_list(void *state, struct gtm_req *req)
 }
 
 /* The path id, checked; NULL after answering 422 (or 401). */
-static const char *path_id(const struct crud_ctx *c, struct gtm_req *req, char id[37], const char **user)
-{
-    *user = crud_user(c, req);
-    if (!*user) {
-        return NULL;
-    }
-    c->host->arg_uuid(req, "path", "company_id", 1, id);
-    return c->host->fail_if_invalid(req) ? NULL : id;
-}
-
 static void company_get(void *state, struct gtm_req *req)
 {
-    const struct crud_ctx *c = state;
-    char id[37];
-    const char *user;
-    if (!path_id(c, req, id, &user)) {
-        return;
-    }
     static const char sql[] = "SELECT " SQL_COMPANY_JSON("x") "::text FROM companies x "
                               "WHERE x.id = $1::uuid AND x.user_id = $2::uuid";
-    const char *params[] = {id, user};
-    struct gtm_pg_stmt stmt = {sql, 2, params};
-    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+    crud_get(state, req, "company_id", sql, NOT_FOUND);
 }
 
 static void company_relations(void *state, struct gtm_req *req)
 {
-    const struct crud_ctx *c = state;
-    char id[37];
-    const char *user;
-    if (!path_id(c, req, id, &user)) {
-        return;
-    }
     /* CompanyWithRelations: the company's keys, then its accounts */
     static const char sql[] =
         "SELECT json_build_object('name',x.name,'url',x.url,'data',x.data,'id',x.id,'user_id',x.user_id,"
@@ -178,40 +154,19 @@ static void company_relations(void *state, struct gtm_req *req)
         "'accounts',(SELECT coalesce(json_agg(" SQL_ACCOUNT_JSON("a") " ORDER BY a.created_at, a.id), '[]') "
         "            FROM accounts a WHERE a.company_id = x.id))::text "
         "FROM companies x WHERE x.id = $1::uuid AND x.user_id = $2::uuid";
-    const char *params[] = {id, user};
-    struct gtm_pg_stmt stmt = {sql, 2, params};
-    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+    crud_get(state, req, "company_id", sql, NOT_FOUND);
 }
 
 static void company_update(void *state, struct gtm_req *req)
 {
-    const struct crud_ctx *c = state;
-    const struct gtm_host *h = c->host;
-    char id[37];
-    const char *user = crud_user(c, req);
-    if (!user) {
-        return;
-    }
-    h->arg_uuid(req, "path", "company_id", 1, id);
-    json_t *body = crud_body_object(c, req);
-    bool has_name = false, has_url = false, has_data = false;
-    const char *name = NULL, *url = NULL;
-    json_t *data = NULL;
-    if (body) {
-        /* name and url are NOT NULL columns: null is refused here, where the
-         * upstream let the database fail with a plain-text 500 */
-        name = crud_field_str(c, req, body, "name", false, false, 255, &has_name);
-        url = crud_field_str(c, req, body, "url", false, false, 500, &has_url);
-        crud_field_obj(c, req, body, "data", false, true, &data, &has_data);
-    }
-    if (h->fail_if_invalid(req)) {
-        return;
-    }
-    char *data_text = NULL;
-    if (data && !(data_text = crud_json_text(c, req, data))) {
-        return;
-    }
-    /* Only the keys present change; updated_at moves only when a value does. */
+    /* NOT NULL columns refuse null with a 422, where the upstream let the
+     * database fail with a plain-text 500 */
+    static const struct crud_field fields[] = {
+        {"name", CRUD_STR, 255, false},
+        {"url", CRUD_STR, 500, false},
+        {"data", CRUD_OBJ, 0, true},
+    };
+    /* only the keys present change; updated_at moves only when a value does */
     static const char sql[] =
         "WITH cur AS (SELECT * FROM companies WHERE id = $1::uuid AND user_id = $2::uuid FOR UPDATE), "
         "nv AS (SELECT id, CASE WHEN $3::bool THEN $4::varchar ELSE name END AS name, "
@@ -223,19 +178,15 @@ static void company_update(void *state, struct gtm_req *req)
         "                    THEN gtm_utcnow() ELSE x.updated_at END "
         "FROM nv WHERE x.id = nv.id "
         "RETURNING " SQL_COMPANY_JSON("x") "::text";
-    const char *params[] = {id, user, has_name ? "t" : "f", name, has_url ? "t" : "f", url,
-                            has_data ? "t" : "f", data_text};
-    struct gtm_pg_stmt stmt = {sql, 8, params};
-    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+    crud_update(state, req, "company_id", fields, sizeof fields / sizeof fields[0], sql, NOT_FOUND);
 }
 
 static void company_delete(void *state, struct gtm_req *req)
 {
     const struct crud_ctx *c = state;
-    const struct gtm_host *h = c->host;
     char id[37];
     const char *user;
-    if (!path_id(c, req, id, &user)) {
+    if (!crud_path_id(c, req, "company_id", id, &user)) {
         return;
     }
     /* Children first, all in one transaction: the foreign keys do not cascade. */
@@ -250,13 +201,7 @@ static void company_delete(void *state, struct gtm_req *req)
     static const char del_accounts[] =
         "DELETE FROM accounts WHERE company_id IN (SELECT id FROM companies WHERE id = $1::uuid AND user_id = $2::uuid)";
     static const char del_company[] = "DELETE FROM companies WHERE id = $1::uuid AND user_id = $2::uuid";
-    const char **params = h->req_alloc(req, 2 * sizeof *params);
-    if (!params) {
-        h->respond_error(req, 500, "Internal server error");
-        return;
-    }
-    params[0] = id;
-    params[1] = user;
+    const char *params[] = {id, user};
     const struct gtm_pg_stmt stmts[] = {
         {del_campaigns, 2, params},
         {del_personas, 2, params},

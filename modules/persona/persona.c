@@ -113,78 +113,32 @@ static void persona_list(void *state, struct gtm_req *req)
     }
 }
 
-static const char *path_id(const struct crud_ctx *c, struct gtm_req *req, char id[37], const char **user)
-{
-    *user = crud_user(c, req);
-    if (!*user) {
-        return NULL;
-    }
-    c->host->arg_uuid(req, "path", "persona_id", 1, id);
-    return c->host->fail_if_invalid(req) ? NULL : id;
-}
-
 static void persona_get(void *state, struct gtm_req *req)
 {
-    const struct crud_ctx *c = state;
-    char id[37];
-    const char *user;
-    if (!path_id(c, req, id, &user)) {
-        return;
-    }
     static const char sql[] = "SELECT " SQL_PERSONA_JSON("x") "::text FROM " OWNED_PERSONA " WHERE x.id = $1::uuid";
-    const char *params[] = {id, user};
-    struct gtm_pg_stmt stmt = {sql, 2, params};
-    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+    crud_get(state, req, "persona_id", sql, NOT_FOUND);
 }
 
 static void persona_relations(void *state, struct gtm_req *req)
 {
-    const struct crud_ctx *c = state;
-    char id[37];
-    const char *user;
-    if (!path_id(c, req, id, &user)) {
-        return;
-    }
     static const char sql[] =
         "SELECT json_build_object('name',x.name,'data',x.data,'id',x.id,'account_id',x.account_id,"
         "'created_at',gtm_ts(x.created_at),'updated_at',gtm_ts(x.updated_at),"
         "'campaigns',(SELECT coalesce(json_agg(" SQL_CAMPAIGN_JSON("k") " ORDER BY k.created_at, k.id), '[]') "
         "             FROM campaigns k WHERE k.persona_id = x.id))::text "
         "FROM " OWNED_PERSONA " WHERE x.id = $1::uuid";
-    const char *params[] = {id, user};
-    struct gtm_pg_stmt stmt = {sql, 2, params};
-    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+    crud_get(state, req, "persona_id", sql, NOT_FOUND);
 }
 
 static void persona_update(void *state, struct gtm_req *req)
 {
-    const struct crud_ctx *c = state;
-    const struct gtm_host *h = c->host;
-    const char *user = crud_user(c, req);
-    if (!user) {
-        return;
-    }
-    char *id = h->req_alloc(req, 37);
-    if (!id) {
-        h->respond_error(req, 500, "Internal server error");
-        return;
-    }
-    h->arg_uuid(req, "path", "persona_id", 1, id);
-    json_t *body = crud_body_object(c, req);
-    bool has_name = false, has_data = false;
-    const char *name = NULL;
-    json_t *data = NULL;
-    if (body) {
-        name = crud_field_str(c, req, body, "name", false, false, 255, &has_name);
-        crud_field_obj(c, req, body, "data", false, false, &data, &has_data);
-    }
-    if (h->fail_if_invalid(req)) {
-        return;
-    }
-    char *data_text = NULL;
-    if (data && !(data_text = crud_json_text(c, req, data))) {
-        return;
-    }
+    /* NOT NULL columns refuse null with a 422, where the upstream let the
+     * database fail with a plain-text 500 */
+    static const struct crud_field fields[] = {
+        {"name", CRUD_STR, 255, false},
+        {"data", CRUD_OBJ, 0, false},
+    };
+    /* only the keys present change; updated_at moves only when a value does */
     static const char sql[] =
         "WITH cur AS (SELECT x.* FROM " OWNED_PERSONA " WHERE x.id = $1::uuid FOR UPDATE OF x), "
         "nv AS (SELECT id, CASE WHEN $3::bool THEN $4::varchar ELSE name END AS name, "
@@ -195,9 +149,7 @@ static void persona_update(void *state, struct gtm_req *req)
         "                    THEN gtm_utcnow() ELSE x.updated_at END "
         "FROM nv WHERE x.id = nv.id "
         "RETURNING " SQL_PERSONA_JSON("x") "::text";
-    const char *params[] = {id, user, has_name ? "t" : "f", name, has_data ? "t" : "f", data_text};
-    struct gtm_pg_stmt stmt = {sql, 6, params};
-    crud_query_and_respond(c, req, &stmt, 200, NOT_FOUND);
+    crud_update(state, req, "persona_id", fields, sizeof fields / sizeof fields[0], sql, NOT_FOUND);
 }
 
 static void persona_delete(void *state, struct gtm_req *req)
@@ -205,7 +157,7 @@ static void persona_delete(void *state, struct gtm_req *req)
     const struct crud_ctx *c = state;
     char id[37];
     const char *user;
-    if (!path_id(c, req, id, &user)) {
+    if (!crud_path_id(c, req, "persona_id", id, &user)) {
         return;
     }
     static const char del_campaigns[] =
