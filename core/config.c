@@ -266,6 +266,10 @@ int config_load(struct config *c, char *err, size_t errlen)
     c->sql_dir = v && *v ? v : strdup(config_default_data_dir("sql"));
     c->sql_dir_owned = !(v && *v);
 
+    v = getenv("GTM_PROMPT_DIR");
+    c->prompt_dir = v && *v ? v : strdup(config_default_data_dir("prompts"));
+    c->prompt_dir_owned = !(v && *v);
+
     v = getenv("DATABASE_URL");
     if (v && *v) {
         if (strncmp(v, "postgres", 8) != 0 && !strchr(v, '=')) {
@@ -305,7 +309,8 @@ int config_load(struct config *c, char *err, size_t errlen)
     if (env_seconds("GTM_SHUTDOWN_TIMEOUT", 10, &c->shutdown_timeout, err, errlen) < 0 ||
         env_seconds("GTM_HEADER_TIMEOUT", 10, &c->header_timeout, err, errlen) < 0 ||
         env_seconds("GTM_BODY_TIMEOUT", 30, &c->body_timeout, err, errlen) < 0 ||
-        env_seconds("GTM_IDLE_TIMEOUT", 60, &c->idle_timeout, err, errlen) < 0) {
+        env_seconds("GTM_IDLE_TIMEOUT", 60, &c->idle_timeout, err, errlen) < 0 ||
+        env_seconds("GTM_GENERATE_TIMEOUT", 120, &c->generate_timeout, err, errlen) < 0) {
         return -1;
     }
 
@@ -338,6 +343,11 @@ int config_load(struct config *c, char *err, size_t errlen)
 
 void config_free(struct config *c)
 {
+    if (c->prompt_dir_owned) {
+        free((char *)c->prompt_dir);
+        c->prompt_dir = NULL;
+        c->prompt_dir_owned = false;
+    }
     if (c->sql_dir_owned) {
         free((char *)c->sql_dir);
         c->sql_dir = NULL;

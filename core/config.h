@@ -24,6 +24,9 @@ struct config {
     bool sql_dir_owned;
     const char *database_url;       /* DATABASE_URL, or NULL */
     unsigned pg_pool_size;          /* GTM_PG_POOL_SIZE: connections per worker */
+    const char *prompt_dir;         /* GTM_PROMPT_DIR or the build/install default */
+    bool prompt_dir_owned;
+    double generate_timeout;        /* GTM_GENERATE_TIMEOUT: seconds for one generation */
     size_t max_body;                /* GTM_MAX_BODY */
     unsigned max_connections;       /* GTM_MAX_CONNECTIONS */
     double shutdown_timeout;        /* seconds: GTM_SHUTDOWN_TIMEOUT */

@@ -16,7 +16,11 @@
 #include "log.h"
 #include "modules/module_host.h"
 #include "db/migrate.h"
+#include "gen/gen.h"
+#include "llm/llm.h"
 #include "pg/pg.h"
+#include "prompt/prompt.h"
+#include "site/site.h"
 #include "tls/tls.h"
 
 uint64_t now_ns(void)
@@ -103,6 +107,23 @@ static void on_signal(uv_signal_t *h, int signum)
     server_shutdown(srv);
 }
 
+/* The generation services first: closing them cancels their HTTP calls. */
+static void server_close_services(struct server *srv)
+{
+    if (srv->gen) {
+        gen_close(srv->gen);
+        srv->gen = NULL;
+    }
+    if (srv->llm) {
+        llm_close(srv->llm);
+        srv->llm = NULL;
+    }
+    if (srv->site) {
+        site_close(srv->site);
+        srv->site = NULL;
+    }
+}
+
 static void server_finish(struct server *srv)
 {
     if (srv->stopped) {
@@ -114,6 +135,7 @@ static void server_finish(struct server *srv)
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     modules_unload_all(srv);
+    server_close_services(srv);
     if (srv->httpc) {
         httpc_close(srv->httpc, NULL, NULL);
         srv->httpc = NULL;
@@ -172,6 +194,7 @@ static int server_init_failed(struct server *srv)
     listener_close(&srv->plain);
     listener_close(&srv->secure);
     modules_unload_all(srv);
+    server_close_services(srv);
     if (srv->httpc) {
         httpc_close(srv->httpc, NULL, NULL);
         srv->httpc = NULL;
@@ -183,6 +206,10 @@ static int server_init_failed(struct server *srv)
     log_detach_loop();
     uv_run(srv->loop, UV_RUN_DEFAULT);
     router_free(&srv->router);
+    if (srv->prompts) {
+        prompts_free(srv->prompts);
+        srv->prompts = NULL;
+    }
     if (srv->secure.tls) {
         tls_ctx_free(srv->secure.tls);
         srv->secure.tls = NULL;
@@ -235,6 +262,29 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
         }
     }
 
+    struct llm_config lc;
+    struct site_config sc;
+    if (llm_config_from_env(&lc, err, sizeof err) < 0 || site_config_from_env(&sc, err, sizeof err) < 0) {
+        fprintf(stderr, "gtmd: %s\n", err);
+        return server_init_failed(srv);
+    }
+    srv->prompts = prompts_load(cfg->prompt_dir, err, sizeof err);
+    if (!srv->prompts) {
+        fprintf(stderr, "gtmd: GTM_PROMPT_DIR: %s\n", err);
+        return server_init_failed(srv);
+    }
+    srv->llm = llm_new(loop, srv->httpc, &lc);
+    srv->site = site_new(loop, srv->httpc, srv->pg, &sc);
+    srv->gen = gen_new(loop, srv->site, srv->llm, srv->prompts, (unsigned)(cfg->generate_timeout * 1000.0));
+    if (!srv->llm || !srv->site || !srv->gen) {
+        fprintf(stderr, "gtmd: out of memory starting the generation services\n");
+        return server_init_failed(srv);
+    }
+    if (lc.n_providers == 0) {
+        log_msg(LOG_WARN, NULL, NULL, "no LLM provider is configured: generation answers 503 until one of "
+                "OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or OPENAI_BASE_URL is set");
+    }
+
     int loaded = modules_load_dir(srv, cfg->module_dir);
     if (loaded < 0) {
         if (getenv("GTM_MODULE_DIR") && *getenv("GTM_MODULE_DIR")) {
@@ -270,6 +320,10 @@ int server_run(struct server *srv)
 {
     uv_run(srv->loop, UV_RUN_DEFAULT);
     request_pool_drain(srv);
+    if (srv->prompts) {
+        prompts_free(srv->prompts);
+        srv->prompts = NULL;
+    }
     router_free(&srv->router);
     if (srv->secure.tls) {
         tls_ctx_free(srv->secure.tls);

@@ -15,6 +15,10 @@ struct gtm_req;
 struct tls_ctx;
 struct httpc;
 struct pg_pool;
+struct llm;
+struct site;
+struct prompts;
+struct gen;
 struct gtm_mod;
 
 struct listener {
@@ -38,6 +42,10 @@ struct server {
     struct gtm_mod *admit_mod;   /* the module providing admit, if any */
     struct httpc *httpc;
     struct pg_pool *pg;          /* NULL without DATABASE_URL */
+    struct llm *llm;
+    struct site *site;
+    struct prompts *prompts;
+    struct gen *gen;
     struct gtm_req *free_reqs;   /* recycled request objects */
     unsigned n_free_reqs;
     char read_buf[65536];        /* every socket read lands here first */

@@ -4,7 +4,7 @@
 
 # shellcheck disable=SC2034  # the lists are used by the scripts that source this
 BUILD_PKGS=(meson ninja-build pkg-config gcc clang libuv1-dev libcurl4-openssl-dev
-            libmbedtls-dev libjwt-dev libjansson-dev libpq-dev node-llhttp libcmocka-dev)
+            libmbedtls-dev libjwt-dev libjansson-dev libpq-dev node-llhttp libcmocka-dev libgumbo-dev)
 # shellcheck disable=SC2034
 TEST_PKGS=(postgresql postgresql-common python3-jwt python3-cryptography openssl curl
            valgrind libclang-rt-14-dev)

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "fetch/httpc_call.h"
 #include "gtm/module.h"
@@ -111,6 +113,7 @@ static void detach_easy(struct httpc_call *call) {
 
     curl_multi_remove_handle(c->multi, easy);
     call->easy = NULL;
+    c->stats.addresses_refused += call->addresses_refused;
     if (!c->closing && c->n_spare < HTTPC_SPARE_EASY) {
         curl_easy_reset(easy);
         c->spare[c->n_spare++] = easy;
@@ -159,6 +162,93 @@ static void deliver_pending(struct httpc *c) {
     }
 }
 
+/* ---- redirects ------------------------------------------------------------ */
+
+static bool is_redirect_status(long status) {
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* Scheme, host and port of url (port defaulted); false when it does not parse. */
+static bool url_origin(const char *url, char **scheme, char **host, char **port) {
+    *scheme = *host = *port = NULL;
+    CURLU *u = curl_url();
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, host, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_PORT, port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+    curl_url_cleanup(u);
+    return ok;
+}
+
+static bool same_origin(const char *a, const char *b) {
+    char *sa, *ha, *pa, *sb, *hb, *pb;
+    bool ok_a = url_origin(a, &sa, &ha, &pa), ok_b = url_origin(b, &sb, &hb, &pb);
+    bool same = ok_a && ok_b && strcasecmp(sa, sb) == 0 && strcasecmp(ha, hb) == 0 && strcmp(pa, pb) == 0;
+    curl_free(sa);
+    curl_free(ha);
+    curl_free(pa);
+    curl_free(sb);
+    curl_free(hb);
+    curl_free(pb);
+    return same;
+}
+
+/* A finished hop that asks to be redirected: starts the next hop on the same
+ * easy handle (a new transfer, so the address check sees its connection).
+ * 1 when restarted, 0 when the answer is the result, or a negative error to
+ * finish the call with (call->why says why). */
+static int follow_redirect(struct httpc *c, struct httpc_call *call) {
+    long status = 0;
+    char *location = NULL, *current = NULL;
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (!is_redirect_status(status) ||
+        curl_easy_getinfo(call->easy, CURLINFO_REDIRECT_URL, &location) != CURLE_OK || !location)
+        return 0;
+    if (call->redirects >= call->max_redirects) {
+        snprintf(call->why, sizeof(call->why), "more than %u redirects", call->max_redirects);
+        return HTTPC_EREDIRECTS;
+    }
+    if (strncasecmp(location, "http://", 7) != 0 && strncasecmp(location, "https://", 8) != 0) {
+        snprintf(call->why, sizeof(call->why), "redirected to a URL that is not http or https");
+        return GTM_EINVAL;
+    }
+    long elapsed_ms = (long)((uv_hrtime() - call->started_ns) / 1000000);
+    long remaining_ms = call->timeout_ms - elapsed_ms;
+    if (remaining_ms <= 0) {
+        snprintf(call->why, sizeof(call->why), "timed out after %u redirects", call->redirects);
+        return GTM_ETIMEDOUT;
+    }
+    /* Both strings belong to the easy handle and die with the next setopt. */
+    char *next = strdup(location);
+    curl_easy_getinfo(call->easy, CURLINFO_EFFECTIVE_URL, &current);
+    bool leaves_origin = !current || !same_origin(current, next ? next : "");
+    if (!next) {
+        snprintf(call->why, sizeof(call->why), "out of memory");
+        return GTM_EIO;
+    }
+
+    CURL *easy = call->easy;
+    curl_multi_remove_handle(c->multi, easy);
+    httpc_call_reset_response(call);
+    CURLcode rc = curl_easy_setopt(easy, CURLOPT_URL, next);
+    free(next);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, remaining_ms);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+                              remaining_ms < HTTPC_MAX_CONNECT_TIMEOUT_MS ? remaining_ms
+                                                                          : HTTPC_MAX_CONNECT_TIMEOUT_MS);
+    if (rc == CURLE_OK && leaves_origin && httpc_call_drop_credentials(call))
+        rc = curl_easy_setopt(easy, CURLOPT_HTTPHEADER, call->req_headers);
+    if (rc != CURLE_OK || curl_multi_add_handle(c->multi, easy) != CURLM_OK) {
+        snprintf(call->why, sizeof(call->why), "cannot start the redirected request");
+        return GTM_EIO;
+    }
+    call->redirects++;
+    c->stats.redirects++;
+    return 1;
+}
+
 /* ---- driving curl ------------------------------------------------------- */
 
 static void drain_finished(struct httpc *c) {
@@ -170,8 +260,13 @@ static void drain_finished(struct httpc *c) {
         CURLcode rc = msg->data.result; /* msg dies with the easy handle's removal */
         struct httpc_call *call = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &call);
-        if (call && call->state == CALL_RUNNING)
+        if (!call || call->state != CALL_RUNNING)
+            continue;
+        int followed = rc == CURLE_OK && call->max_redirects ? follow_redirect(c, call) : 0;
+        if (followed == 0)
             finish_call(call, rc, 0);
+        else if (followed < 0)
+            finish_call(call, CURLE_OK, followed);
     }
 }
 
@@ -359,6 +454,11 @@ static CURL *take_easy(struct httpc *c) {
 
 int httpc_start(struct httpc *c, const struct gtm_http_call *spec, gtm_http_done_fn done,
                 void *arg, struct httpc_call **out) {
+    return httpc_start_opts(c, spec, NULL, done, arg, out);
+}
+
+int httpc_start_opts(struct httpc *c, const struct gtm_http_call *spec, const struct httpc_options *opts,
+                     gtm_http_done_fn done, void *arg, struct httpc_call **out) {
     if (out)
         *out = NULL;
     struct httpc_request req;
@@ -376,6 +476,10 @@ int httpc_start(struct httpc *c, const struct gtm_http_call *spec, gtm_http_done
     call->client = c;
     call->done = done;
     call->arg = arg;
+    if (!httpc_call_apply_options(call, &req, opts)) {
+        httpc_call_free(call);
+        return GTM_ENOMEM;
+    }
     CURL *easy = take_easy(c);
     if (!easy) {
         httpc_call_free(call);
@@ -410,6 +514,20 @@ void httpc_cancel(struct httpc_call *call) {
 }
 
 size_t httpc_active(const struct httpc *c) { return c ? c->n_calls : 0; }
+
+const char *httpc_result_url(const struct gtm_http_result *res) {
+    if (!res)
+        return NULL;
+    const struct httpc_call *call = HTTPC_CONTAINER(res, struct httpc_call, result);
+    return call->effective_url;
+}
+
+unsigned httpc_result_redirects(const struct gtm_http_result *res) {
+    if (!res)
+        return 0;
+    const struct httpc_call *call = HTTPC_CONTAINER(res, struct httpc_call, result);
+    return call->redirects;
+}
 
 void httpc_get_stats(const struct httpc *c, struct httpc_stats *out) {
     if (c && out)

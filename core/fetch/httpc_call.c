@@ -2,10 +2,13 @@
  * options, the body and header callbacks, and the result handed to done. */
 #include "fetch/httpc_call.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "gtm/module.h"
 
@@ -65,6 +68,7 @@ struct httpc_call *httpc_call_new(const struct httpc_request *req) {
         return NULL;
     call->started_ns = uv_hrtime();
     call->max_response = req->max_response;
+    call->timeout_ms = req->timeout_ms;
     call->is_head = strcmp(req->method, "HEAD") == 0;
     call->result.size = sizeof(call->result);
     call->result.body = "";
@@ -105,8 +109,68 @@ void httpc_call_drop_request(struct httpc_call *call) {
     call->req_body = NULL;
 }
 
+bool httpc_call_apply_options(struct httpc_call *call, const struct httpc_request *req,
+                              const struct httpc_options *opts) {
+    if (!opts)
+        return true;
+    /* Other methods would need the body and method rewritten per status. */
+    if (call->is_head || strcmp(req->method, "GET") == 0)
+        call->max_redirects = opts->max_redirects;
+    call->address_allowed = opts->address_allowed;
+    call->address_arg = opts->address_arg;
+    if (opts->user_agent) {
+        call->user_agent = strdup(opts->user_agent);
+        if (!call->user_agent)
+            return false;
+    }
+    return true;
+}
+
+static bool is_credential_header(const char *line) {
+    static const char *const names[] = {"Authorization:", "Proxy-Authorization:", "Cookie:"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strncasecmp(line, names[i], strlen(names[i])) == 0)
+            return true;
+    return false;
+}
+
+bool httpc_call_drop_credentials(struct httpc_call *call) {
+    bool found = false;
+    for (struct curl_slist *l = call->req_headers; l && !found; l = l->next)
+        found = is_credential_header(l->data);
+    if (!found)
+        return false;
+    struct curl_slist *kept = NULL;
+    for (struct curl_slist *l = call->req_headers; l; l = l->next) {
+        if (is_credential_header(l->data))
+            continue;
+        struct curl_slist *n = curl_slist_append(kept, l->data);
+        if (!n) {
+            /* Out of memory: sending no headers at all still leaks nothing. */
+            curl_slist_free_all(kept);
+            kept = NULL;
+            break;
+        }
+        kept = n;
+    }
+    curl_slist_free_all(call->req_headers);
+    call->req_headers = kept;
+    return true;
+}
+
+void httpc_call_reset_response(struct httpc_call *call) {
+    call->body_len = 0;
+    call->hdrs_len = 0;
+    call->block_status = 0;
+    call->error = 0;
+    call->why[0] = '\0';
+    call->errbuf[0] = '\0';
+}
+
 void httpc_call_free(struct httpc_call *call) {
     httpc_call_drop_request(call);
+    free(call->user_agent);
+    free(call->effective_url);
     free(call->body);
     free(call->hdrs);
     free(call->content_type);
@@ -228,6 +292,43 @@ static const char *result_header(const struct gtm_http_result *res, const char *
     return NULL;
 }
 
+/* ---- the address check ------------------------------------------------- */
+
+static void format_address(const struct sockaddr *sa, char *out, size_t len) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(out, len, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(out, len, "[%s]:%u", host, port);
+    } else {
+        snprintf(out, len, "an address of family %d", sa->sa_family);
+    }
+}
+
+/* curl asks here for every socket it connects with, after name resolution
+ * and before connect(2): the one place every hop and every address passes. */
+static curl_socket_t open_checked_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
+    struct httpc_call *call = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN || !call->address_allowed(call->address_arg, &address->addr)) {
+        char where[INET6_ADDRSTRLEN + 16];
+        format_address(&address->addr, where, sizeof(where));
+        snprintf(call->refused_why, sizeof(call->refused_why), "connection to %s refused by the address check",
+                 where);
+        call->addresses_refused++;
+        call->last_open_refused = true;
+        return CURL_SOCKET_BAD;
+    }
+    call->last_open_refused = false;
+    return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
 /* ---- the easy handle ---------------------------------------------------- */
 
 bool httpc_call_configure(struct httpc_call *call, CURL *easy, const struct httpc_request *req) {
@@ -254,6 +355,17 @@ bool httpc_call_configure(struct httpc_call *call, CURL *easy, const struct http
     SET(CURLOPT_ACCEPT_ENCODING, "");
     if (call->req_headers)
         SET(CURLOPT_HTTPHEADER, call->req_headers);
+    if (call->user_agent)
+        SET(CURLOPT_USERAGENT, call->user_agent);
+    if (call->address_allowed) {
+        SET(CURLOPT_OPENSOCKETFUNCTION, open_checked_socket);
+        SET(CURLOPT_OPENSOCKETDATA, call);
+        /* A pooled connection was opened without this check (or with another
+         * one), and a proxy would be the only address checked. */
+        SET(CURLOPT_FRESH_CONNECT, 1L);
+        SET(CURLOPT_FORBID_REUSE, 1L);
+        SET(CURLOPT_PROXY, "");
+    }
 
     const char *method = req->method;
     bool is_get = strcmp(method, "GET") == 0, is_post = strcmp(method, "POST") == 0;
@@ -282,6 +394,9 @@ void httpc_call_read_info(struct httpc_call *call) {
     curl_easy_getinfo(call->easy, CURLINFO_TOTAL_TIME_T, &total_us);
     if (curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ctype) == CURLE_OK && ctype)
         call->content_type = strdup(ctype);
+    char *url = NULL;
+    if (curl_easy_getinfo(call->easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK && url)
+        call->effective_url = strdup(url);
     call->result.status = status;
     call->result.total_ms = (double)total_us / 1000.0;
     call->result.content_type = call->content_type;
@@ -296,6 +411,8 @@ void httpc_call_complete(struct httpc_call *call, CURLcode rc, int forced_error)
     if (!error && rc != CURLE_OK) {
         if (call->error) /* our callback aborted the transfer */
             error = call->error;
+        else if (rc == CURLE_COULDNT_CONNECT && call->last_open_refused)
+            error = HTTPC_EBLOCKED;
         else if (rc == CURLE_OPERATION_TIMEDOUT)
             error = GTM_ETIMEDOUT;
         else if (rc == CURLE_COULDNT_CONNECT)
@@ -306,7 +423,9 @@ void httpc_call_complete(struct httpc_call *call, CURLcode rc, int forced_error)
     struct gtm_http_result *res = &call->result;
     res->error = error;
     if (error) {
-        if (call->why[0])
+        if (error == HTTPC_EBLOCKED && !forced_error)
+            set_error_text(call, call->refused_why);
+        else if (call->why[0])
             set_error_text(call, call->why);
         else if (!call->errbuf[0])
             set_error_text(call, curl_easy_strerror(rc));

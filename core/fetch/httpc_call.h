@@ -43,6 +43,18 @@ struct httpc_call {
     bool is_head;
     bool doomed; /* a socket of this call could not be watched */
 
+    /* httpc_start_opts */
+    long timeout_ms;                 /* the whole call, all hops */
+    unsigned max_redirects;          /* 0 unless the method may be redirected */
+    unsigned redirects;              /* hops followed so far */
+    char *user_agent;
+    int (*address_allowed)(void *arg, const struct sockaddr *sa);
+    void *address_arg;
+    unsigned addresses_refused;
+    bool last_open_refused;          /* the latest socket curl asked for was refused */
+    char refused_why[128];
+    char *effective_url;
+
     /* response */
     char *body;
     size_t body_len, body_cap;
@@ -63,6 +75,10 @@ int httpc_request_read(const struct gtm_http_call *spec, struct httpc_request *r
 struct httpc_call *httpc_call_new(const struct httpc_request *req);
 void httpc_call_free(struct httpc_call *call);
 
+/* Takes what call needs from opts (may be NULL); false when out of memory. */
+bool httpc_call_apply_options(struct httpc_call *call, const struct httpc_request *req,
+                              const struct httpc_options *opts);
+
 /* Points easy at call (which must outlive the transfer); false when curl
  * refused an option. */
 bool httpc_call_configure(struct httpc_call *call, CURL *easy, const struct httpc_request *req);
@@ -72,6 +88,13 @@ void httpc_call_drop_request(struct httpc_call *call);
 
 /* Status, timing and content type, read while call->easy is still attached. */
 void httpc_call_read_info(struct httpc_call *call);
+
+/* Forgets what the last hop received, before the next one starts. */
+void httpc_call_reset_response(struct httpc_call *call);
+
+/* Drops the credential headers (Authorization, Proxy-Authorization, Cookie);
+ * true when the header list changed and must be handed to curl again. */
+bool httpc_call_drop_credentials(struct httpc_call *call);
 
 /* Fills the result after the easy handle is gone.  forced_error, when not 0,
  * overrides what curl reported. */

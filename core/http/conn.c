@@ -389,7 +389,13 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             conn_close_now(c);
             return;
         }
-        /* Half-close: answer what was asked, then close. */
+        /* A client that hangs up on a generation will not read its answer:
+         * leaving frees the run for cancellation.  Anything else is answered
+         * (half-close), then the connection closes. */
+        if (c->req && c->req->gen_waiter) {
+            conn_close_now(c);
+            return;
+        }
         c->peer_eof = true;
         if (c->phase == PHASE_HEADERS || c->phase == PHASE_BODY) {
             if (llhttp_finish(&c->parser) != HPE_OK || c->phase != PHASE_BUSY) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gen/gen.h"
 #include "http/conn.h"
 #include "http/response.h"
 #include "log.h"
@@ -43,6 +44,8 @@ static void request_reset(struct gtm_req *r, struct server *srv, struct conn *co
     r->origin_allowed = false;
     r->status = 0;
     r->close_after = false;
+    r->gen_waiter = NULL;
+    r->chunked_out = false;
     r->resp_headers = NULL;
     r->resp_bytes = 0;
     r->start_ns = now_ns();
@@ -117,6 +120,10 @@ void request_pool_drain(struct server *srv)
 void request_detach(struct gtm_req *r)
 {
     r->conn = NULL;
+    if (r->gen_waiter) {
+        /* its client is gone: stop waiting (a run nobody waits for stops) */
+        gen_leave(r->gen_waiter);
+    }
 }
 
 const char *request_header(const struct gtm_req *r, const char *name)
@@ -195,6 +202,46 @@ const char *request_param(const struct gtm_req *r, const char *name)
         }
     }
     return NULL;
+}
+
+/* Several X-Forwarded-For lines are one list (RFC 9110 §5.3): joined in
+ * order, so the right-most entry is the last proxy's, whichever line it is on. */
+static void join_forwarded_for(struct gtm_req *r)
+{
+    unsigned first = REQ_MAX_HEADERS, count = 0;
+    size_t total = 0;
+    for (unsigned i = 0; i < r->n_headers; i++) {
+        if (strcasecmp(r->headers[i].name, "x-forwarded-for") == 0) {
+            if (first == REQ_MAX_HEADERS) {
+                first = i;
+            }
+            count++;
+            total += strlen(r->headers[i].value) + 2;
+        }
+    }
+    if (count < 2) {
+        return;
+    }
+    char *joined = arena_alloc(&r->arena, total + 1);
+    if (!joined) {
+        return;
+    }
+    joined[0] = '\0';
+    for (unsigned i = first; i < r->n_headers; i++) {
+        if (strcasecmp(r->headers[i].name, "x-forwarded-for") == 0) {
+            if (joined[0]) {
+                strcat(joined, ", ");
+            }
+            strcat(joined, r->headers[i].value);
+        }
+    }
+    r->headers[first].value = joined;
+    /* later lines no longer answer to the name */
+    for (unsigned i = first + 1; i < r->n_headers; i++) {
+        if (strcasecmp(r->headers[i].name, "x-forwarded-for") == 0) {
+            r->headers[i].name = "";
+        }
+    }
 }
 
 static bool id_char_ok(int c)
@@ -289,7 +336,12 @@ static void request_advance(struct gtm_req *r)
             break;
         case STAGE_ADMIT:
             r->stage = STAGE_HANDLER;
-            if ((e->flags & GTM_ROUTE_RATELIMIT) && srv->admit_mod) {
+            if (e->flags & GTM_ROUTE_RATELIMIT) {
+                if (!srv->admit_mod) {
+                    /* never unlimited by accident: a refused ratelimit module stops these routes */
+                    response_error(r, 503, "Rate limiting is not available: no ratelimit module is loaded");
+                    return;
+                }
                 rc = module_call_admit(srv->admit_mod, r, e->limit_key);
             }
             break;
@@ -372,6 +424,7 @@ void request_dispatch(struct gtm_req *r)
     r->state = REQ_DISPATCHED;
     srv->n_requests++;
     adopt_client_id(r);
+    join_forwarded_for(r);
     const char *origin = request_header(r, "origin");
     if (origin) {
         r->origin = origin;

@@ -16,6 +16,7 @@
 
 struct server;
 struct conn;
+struct gen_waiter;
 
 struct req_header {
     const char *name;
@@ -28,7 +29,7 @@ struct resp_header {
     const char *value;
 };
 
-enum req_state { REQ_PARSING = 0, REQ_DISPATCHED, REQ_RESPONDED };
+enum req_state { REQ_PARSING = 0, REQ_DISPATCHED, REQ_STREAMING, REQ_RESPONDED };
 enum req_stage { STAGE_AUTH = 0, STAGE_ADMIT, STAGE_HANDLER, STAGE_DONE };
 
 struct gtm_req {
@@ -74,6 +75,8 @@ struct gtm_req {
     bool origin_allowed;
 
     /* response */
+    struct gen_waiter *gen_waiter;  /* a generation this request waits for */
+    bool chunked_out;               /* a streamed answer uses chunked encoding */
     int status;
     bool close_after;
     struct resp_header *resp_headers;

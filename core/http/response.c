@@ -14,7 +14,7 @@
  * exposed none, so its SPA could not show limits). */
 static const char expose_headers[] =
     "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-RateLimit-Tier, "
-    "X-RateLimit-Scope, Retry-After, X-Request-Id";
+    "X-RateLimit-Scope, X-RateLimit-Bypass, Retry-After, X-Request-Id";
 
 const char *response_reason(int status)
 {
@@ -120,10 +120,44 @@ static void access_log(struct gtm_req *r)
     log_access(&e);
 }
 
+/* Status line and headers, up to the blank line.  body_len (size_t)-1 means
+ * no body and no length; (size_t)-2 a chunked body. */
+static void put_head(struct buf *o, struct gtm_req *r, int status, const char *content_type, size_t body_len)
+{
+    struct server *srv = r->srv;
+    buf_printf(o, "HTTP/1.1 %d %s\r\n", status, response_reason(status));
+    put_header(o, "date", date_now(srv));
+    put_header(o, "server", "gtmd");
+    if (body_len != (size_t)-1) {
+        if (content_type) {
+            put_header(o, "content-type", content_type);
+        }
+        if (body_len == (size_t)-2) {
+            if (r->chunked_out) {
+                put_header(o, "transfer-encoding", "chunked");
+            }
+            put_header(o, "cache-control", "no-cache");
+        } else {
+            buf_printf(o, "content-length: %zu\r\n", body_len);
+        }
+    }
+    put_header(o, "x-request-id", r->id);
+    put_cors(o, r);
+    for (const struct resp_header *h = r->resp_headers; h; h = h->next) {
+        put_header(o, h->name, h->value);
+    }
+    if (r->close_after) {
+        put_header(o, "connection", "close");
+    } else if (r->http_minor == 0) {
+        put_header(o, "connection", "keep-alive");
+    }
+    buf_append(o, "\r\n", 2);
+}
+
 void response_send(struct gtm_req *r, int status, const char *content_type, const void *body,
                    size_t len)
 {
-    if (r->state == REQ_RESPONDED) {
+    if (r->state == REQ_RESPONDED || r->state == REQ_STREAMING) {
         log_msg(LOG_ERROR, r->id, r->mod ? module_name(r->mod) : NULL,
                 "second answer to one request (status %d) ignored", status);
         return;
@@ -142,31 +176,85 @@ void response_send(struct gtm_req *r, int status, const char *content_type, cons
         }
         struct buf *o = &srv->scratch;
         buf_reset(o);
-        buf_printf(o, "HTTP/1.1 %d %s\r\n", status, response_reason(status));
-        put_header(o, "date", date_now(srv));
-        put_header(o, "server", "gtmd");
-        if (!no_body) {
-            if (content_type) {
-                put_header(o, "content-type", content_type);
-            }
-            buf_printf(o, "content-length: %zu\r\n", len);
-        }
-        put_header(o, "x-request-id", r->id);
-        put_cors(o, r);
-        for (const struct resp_header *h = r->resp_headers; h; h = h->next) {
-            put_header(o, h->name, h->value);
-        }
-        if (r->close_after) {
-            put_header(o, "connection", "close");
-        } else if (r->http_minor == 0) {
-            put_header(o, "connection", "keep-alive");
-        }
-        buf_append(o, "\r\n", 2);
+        put_head(o, r, status, content_type, no_body ? (size_t)-1 : len);
         if (!no_body && r->method != GTM_HEAD && len) {
             buf_append(o, body, len);
         }
         conn_send(c, buf_head(o), buf_pending(o));
         buf_reset(o);
+        c = r->conn;
+    }
+    access_log(r);
+    if (c) {
+        conn_request_done(c, r);
+    }
+    request_unref(r);
+}
+
+int response_stream_begin(struct gtm_req *r, int status, const char *content_type)
+{
+    if (r->state == REQ_RESPONDED || r->state == REQ_STREAMING) {
+        log_msg(LOG_ERROR, r->id, r->mod ? module_name(r->mod) : NULL, "stream begun on an answered request");
+        return -1;
+    }
+    r->state = REQ_STREAMING;
+    r->status = status;
+    struct conn *c = r->conn;
+    if (!c) {
+        return 0;
+    }
+    r->chunked_out = r->http_minor >= 1;
+    if (!r->chunked_out || !r->keep_alive || c->want_close || r->srv->draining) {
+        r->close_after = true;
+    }
+    struct buf *o = &r->srv->scratch;
+    buf_reset(o);
+    put_head(o, r, status, content_type, (size_t)-2);
+    request_ref(r);
+    conn_send(c, buf_head(o), buf_pending(o));
+    buf_reset(o);
+    request_unref(r);
+    return 0;
+}
+
+int response_stream_write(struct gtm_req *r, const void *data, size_t len)
+{
+    if (r->state != REQ_STREAMING || len == 0) {
+        return r->state == REQ_STREAMING ? 0 : -1;
+    }
+    r->resp_bytes += len;
+    struct conn *c = r->conn;
+    if (!c || r->method == GTM_HEAD) {
+        return 0;
+    }
+    request_ref(r);
+    if (r->chunked_out) {
+        char size[24];
+        int n = snprintf(size, sizeof size, "%zx\r\n", len);
+        conn_send(c, size, (size_t)n);
+        if (r->conn) {
+            conn_send(r->conn, data, len);
+        }
+        if (r->conn) {
+            conn_send(r->conn, "\r\n", 2);
+        }
+    } else {
+        conn_send(c, data, len);
+    }
+    request_unref(r);
+    return 0;
+}
+
+void response_stream_end(struct gtm_req *r)
+{
+    if (r->state != REQ_STREAMING) {
+        return;
+    }
+    r->state = REQ_RESPONDED;
+    request_ref(r);
+    struct conn *c = r->conn;
+    if (c && r->chunked_out && r->method != GTM_HEAD) {
+        conn_send(c, "0\r\n\r\n", 5);
         c = r->conn;
     }
     access_log(r);

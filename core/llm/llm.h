@@ -77,7 +77,7 @@ struct llm_result {
     unsigned completion_tokens;
     unsigned attempts;               /* HTTP calls made */
     unsigned retry_after_s;          /* with LLM_EUNAVAILABLE: when the first circuit half-opens */
-    const char *message;             /* one line: what went wrong, per provider */
+    const char *message;             /* one line: what went wrong, per provider (on success: on the way), or "" */
 };
 
 typedef void (*llm_done_fn)(void *arg, const struct llm_result *res);

@@ -177,6 +177,11 @@ static const struct gtm_host host_table = {
     .random_bytes = host_random_bytes,
     .sha256_hex = host_sha256_hex,
     .now_ms = host_now_ms,
+    .generate = host_generate,
+    .stream_begin = host_stream_begin,
+    .stream_write = host_stream_write,
+    .stream_end = host_stream_end,
+    .sse_event = host_sse_event,
 };
 
 const struct gtm_host *host_api(void)

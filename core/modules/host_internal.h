@@ -29,4 +29,11 @@ int host_random_bytes(void *buf, size_t n);
 void host_sha256_hex(const void *data, size_t len, char out[65]);
 int64_t host_now_ms(void);
 
+int host_generate(struct gtm_mod *mod, struct gtm_req *req, const struct gtm_gen_call *call,
+                  gtm_gen_progress_fn progress, gtm_gen_done_fn done, void *arg);
+int host_stream_begin(struct gtm_req *req, int status, const char *content_type);
+int host_stream_write(struct gtm_req *req, const void *data, size_t len);
+void host_stream_end(struct gtm_req *req);
+int host_sse_event(struct gtm_req *req, const char *event, json_t *data);
+
 #endif

@@ -57,10 +57,18 @@ struct site_result {
 
 typedef void (*site_done_fn)(void *arg, const struct site_result *res);
 
-/* done runs exactly once, on the loop, never from inside this call. */
+/* done runs exactly once, on the loop, never from inside this call.
+ * Returns 0, or a negative site_status when the fetch could not start (NULL
+ * url or done: SITE_EINVALID; site closing: SITE_ECANCELED; out of memory:
+ * SITE_EFETCH), and done is then not called.  A URL that is not one we fetch
+ * is answered through done (SITE_EINVALID).  deadline_ms 0 means 30 s. */
 int site_fetch(struct site *s, const char *url, unsigned deadline_ms, site_done_fn done, void *arg,
                struct site_op **out);
+/* done runs later with SITE_ECANCELED, unless the op's outcome was already
+ * settled.  Never call it after done has run: the op is gone. */
 void site_cancel(struct site_op *op);
+/* Cancels every op (their done run later), then frees the site once the loop
+ * has run.  Close it before the httpc client and the pool it uses. */
 void site_close(struct site *s);
 
 /* Pieces, exposed for tests. */

@@ -69,6 +69,39 @@ typedef void (*gtm_pg_done_fn)(void *arg, const struct gtm_pg_result *res);
 
 struct gtm_jwks;        /* a parsed JSON Web Key Set */
 
+/* Since 1.2: one generation (website → prompt → LLM → validated output). */
+enum gtm_gen_stage {
+    GTM_STAGE_FETCHING = 1,    /* reading the website */
+    GTM_STAGE_ANALYSING = 2,   /* preparing the prompt */
+    GTM_STAGE_GENERATING = 3,  /* waiting for the model */
+    GTM_STAGE_VALIDATING = 4,  /* checking the answer */
+    GTM_STAGE_DONE = 5,
+};
+struct gtm_gen_call {
+    uint32_t size;             /* sizeof(struct gtm_gen_call) */
+    const char *task;          /* prompts/<task>.{system,user}.tmpl and .schema.json */
+    json_t *vars;              /* template variables (borrowed; copied before generate returns) */
+    const char *website_url;   /* when set, its cleaned text becomes vars.website_content */
+};
+struct gtm_gen_result {
+    uint32_t size;             /* sizeof(struct gtm_gen_result) */
+    int status;                /* GTM_OK, GTM_EUNAVAILABLE (503), GTM_ETIMEDOUT (504),
+                                  GTM_EINVALID_OUTPUT or GTM_EPROVIDERS (502), GTM_ECANCELED */
+    json_t *output;            /* the validated output, borrowed during the callback (may be modified) */
+    const char *message;       /* one line when status != GTM_OK */
+    unsigned retry_after_s;    /* with GTM_EUNAVAILABLE */
+    const char *provider;
+    const char *model;
+    int website_read;          /* 1 when the website's text went into the prompt */
+    const char *website_error; /* why it did not, or NULL */
+    unsigned prompt_tokens;
+    unsigned completion_tokens;
+    double duration_ms;
+};
+typedef void (*gtm_gen_progress_fn)(void *arg, int stage);
+/* Called exactly once, on the loop, even when the request has gone. */
+typedef void (*gtm_gen_done_fn)(void *arg, const struct gtm_gen_result *res);
+
 struct gtm_host {
     uint32_t size;                /* sizeof(struct gtm_host) as the host compiled it */
     uint16_t abi_major;
@@ -182,6 +215,27 @@ struct gtm_host {
     int (*random_bytes)(void *buf, size_t n);                          /* 0 or GTM_EIO */
     void (*sha256_hex)(const void *data, size_t len, char out[65]);
     int64_t (*now_ms)(void);                                           /* wall clock, Unix ms */
+
+    /* ===== since 1.2 ===== */
+
+    /* --- generation --- */
+    /* Fetches the website (when given), renders the task's prompt, asks the
+     * LLM providers, validates the answer.  Identical concurrent calls (same
+     * task, URL and variables) share one run; a request whose client leaves
+     * stops waiting, and a run nobody waits for any more is cancelled.
+     * progress (may be NULL) reports each stage as it starts.  0, or GTM_EINVAL
+     * (done is then not called). */
+    int (*generate)(struct gtm_mod *mod, struct gtm_req *req, const struct gtm_gen_call *call,
+                    gtm_gen_progress_fn progress, gtm_gen_done_fn done, void *arg);
+
+    /* --- streamed answers --- */
+    /* Sends status and headers with a body of unknown length (chunked); the
+     * request is answered by stream_end.  0 or -1 (already answered). */
+    int (*stream_begin)(struct gtm_req *req, int status, const char *content_type);
+    int (*stream_write)(struct gtm_req *req, const void *data, size_t len);
+    void (*stream_end)(struct gtm_req *req);
+    /* One Server-Sent Event: "event: <event>\ndata: <compact JSON>\n\n". */
+    int (*sse_event)(struct gtm_req *req, const char *event, json_t *data /* borrowed */);
 };
 
 #define GTM_HOST_HAS(host, member) \

@@ -14,6 +14,9 @@
  *   1.1  2026-11-23  host table: Postgres (queries, transactions, results),
  *                    JWT/JWKS verification, random bytes, SHA-256, clock;
  *                    GTM_EUNAVAILABLE, GTM_EBUSY, GTM_EQUERY.
+ *   1.2  2026-11-23  host table: generate (website, prompt, LLM, validation as
+ *                    one call), streamed answers (SSE); GTM_EINVALID_OUTPUT,
+ *                    GTM_EPROVIDERS.
  */
 #ifndef GTM_MODULE_H
 #define GTM_MODULE_H
@@ -22,7 +25,7 @@
 #include <stdint.h>
 
 #define GTM_ABI_MAJOR 1
-#define GTM_ABI_MINOR 1
+#define GTM_ABI_MINOR 2
 #define GTM_MODULE_MAGIC 0x314d5447u /* "GTM1" little-endian */
 
 /* Pointer size, byte order and the jansson major: what decides whether two
@@ -61,6 +64,9 @@ enum {
     GTM_EUNAVAILABLE = -100, /* ENETDOWN: a backing service (the database) cannot be reached */
     GTM_EBUSY = -16,         /* EBUSY: its queue is full */
     GTM_EQUERY = -1000,      /* the database refused a statement (see pg_sqlstate) */
+    /* since 1.2 */
+    GTM_EINVALID_OUTPUT = -1001, /* every provider answered, none with a valid output */
+    GTM_EPROVIDERS = -1002,      /* every provider failed */
 };
 
 /* What a hook tells the host. */

@@ -6,6 +6,7 @@
 
 #include "crud.h"
 #include "crud_sql.h"
+#include "gen_route.h"
 
 #define NOT_FOUND "Account not found"
 #define COMPANY_NOT_FOUND "Company not found"
@@ -145,7 +146,29 @@ static void account_delete(void *state, struct gtm_req *req)
     crud_delete_and_respond(c, req, stmts, 3, NOT_FOUND);
 }
 
+/* TargetAccountRequest.  The website's content now reaches the prompt
+ * (the upstream fetched it and threw it away). */
+static void target_account_build(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *vars,
+                                 const char **url)
+{
+    gen_var_str(c, req, body, vars, "website_url", true);
+    gen_var_str(c, req, body, vars, "account_profile_name", false);
+    gen_var_str(c, req, body, vars, "hypothesis", false);
+    gen_var_str(c, req, body, vars, "additional_context", false);
+    gen_var_obj(c, req, body, vars, "company_context");
+    *url = json_string_value(json_object_get(vars, "website_url"));
+}
+
+static const struct gen_spec target_account_spec = {"target_account", target_account_build, NULL};
+
+static void account_generate(void *state, struct gtm_req *req)
+{
+    gen_route(state, req, &target_account_spec);
+}
+
 static const struct gtm_route routes[] = {
+    {GTM_POST, "/api/accounts/generate-ai", account_generate, GTM_ROUTE_AUTH | GTM_ROUTE_RATELIMIT, "account_generate"},
+    {GTM_POST, "/demo/accounts/generate-ai", account_generate, GTM_ROUTE_RATELIMIT, "demo:account_generate"},
     {GTM_POST, "/api/accounts", account_create, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/accounts", account_list, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/accounts/{account_id}", account_get, GTM_ROUTE_AUTH, NULL},

@@ -2,11 +2,13 @@
  * arrive with the AI pipeline).  Ownership runs through the campaign's
  * account and its company.  Creating one checks the persona (as upstream)
  * and the account too (upstream let a foreign account through to a 500). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crud.h"
 #include "crud_sql.h"
+#include "gen_route.h"
 
 #define NOT_FOUND "Campaign not found"
 
@@ -135,7 +137,123 @@ static void campaign_delete(void *state, struct gtm_req *req)
     crud_delete_and_respond(c, req, stmts, 1, NOT_FOUND);
 }
 
+/* EmailGenerationRequest: four optional objects.  The upstream failed with
+ * a 500 when company_context had no capabilities list; here it is optional. */
+static void email_build(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *vars, const char **url)
+{
+    (void)url;
+    gen_var_obj(c, req, body, vars, "company_context");
+    gen_var_obj(c, req, body, vars, "target_account");
+    gen_var_obj(c, req, body, vars, "target_persona");
+    gen_var_obj(c, req, body, vars, "preferences");
+    char top3[1024] = "";
+    json_t *caps = json_object_get(json_object_get(vars, "company_context"), "capabilities");
+    size_t i, used = 0;
+    json_t *cap;
+    json_array_foreach(caps, i, cap) {
+        if (i == 3 || !json_is_string(cap)) {
+            break;
+        }
+        int n = snprintf(top3 + used, sizeof top3 - used, "%s%s", i ? ", " : "", json_string_value(cap));
+        if (n < 0 || (size_t)n >= sizeof top3 - used) {
+            break;
+        }
+        used += (size_t)n;
+    }
+    json_object_set_new(vars, "capabilities_top3", json_string(top3));
+}
+
+/* The upstream's fixed colour per breakdown segment. */
+static const char *segment_colour(const char *key)
+{
+    static const struct {
+        const char *keys[4];
+        const char *colour;
+    } table[] = {
+        {{"subject", "greeting"}, "bg-purple-50 border-purple-200"},
+        {{"intro", "opening"}, "bg-blue-50 border-blue-200"},
+        {{"context"}, "bg-teal-50 border-teal-200"},
+        {{"pain-point", "problem"}, "bg-red-50 border-red-200"},
+        {{"solution", "company-intro"}, "bg-green-50 border-green-200"},
+        {{"emphasis", "value", "evidence"}, "bg-indigo-50 border-indigo-200"},
+        {{"social-proof", "testimonial"}, "bg-pink-50 border-pink-200"},
+        {{"urgency"}, "bg-orange-50 border-orange-200"},
+        {{"cta", "call-to-action", "next-steps"}, "bg-yellow-50 border-yellow-200"},
+        {{"signature", "closing", "ps"}, "bg-gray-50 border-gray-200"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        for (size_t k = 0; k < 4 && table[i].keys[k]; k++) {
+            if (strcmp(key, table[i].keys[k]) == 0) {
+                return table[i].colour;
+            }
+        }
+    }
+    return "bg-blue-50 border-blue-200";
+}
+
+/* As upstream: a server-made generation_id, the elapsed milliseconds, and
+ * the fixed breakdown colours. */
+static int email_finish(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *output,
+                        const struct gtm_gen_result *res, const char **detail)
+{
+    (void)body, (void)detail;
+    unsigned char raw[16];
+    char id[37];
+    if (c->host->random_bytes(raw, sizeof raw) != 0) {
+        *detail = "Internal server error";
+        return 500;
+    }
+    raw[6] = (unsigned char)((raw[6] & 0x0f) | 0x40);
+    raw[8] = (unsigned char)((raw[8] & 0x3f) | 0x80);
+    snprintf(id, sizeof id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", raw[0], raw[1],
+             raw[2], raw[3], raw[4], raw[5], raw[6], raw[7], raw[8], raw[9], raw[10], raw[11], raw[12], raw[13],
+             raw[14], raw[15]);
+    json_t *meta = json_object_get(output, "metadata");
+    if (json_is_object(meta)) {
+        json_object_set_new(meta, "generation_id", json_string(id));
+        json_object_set_new(meta, "processing_time_ms", json_integer((json_int_t)res->duration_ms));
+    }
+    const char *key;
+    json_t *segment;
+    json_object_foreach(json_object_get(output, "breakdown"), key, segment) {
+        if (json_is_object(segment)) {
+            json_object_set_new(segment, "color", json_string(segment_colour(key)));
+        }
+    }
+    (void)req;
+    return 0;
+}
+
+static const struct gen_spec email_spec = {"email_generation", email_build, email_finish};
+
+static void campaign_generate(void *state, struct gtm_req *req)
+{
+    gen_route(state, req, &email_spec);
+}
+
+/* Positioning, generated for real (the upstream answered a fixed placeholder):
+ * any JSON object is the context. */
+static void positioning_build(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *vars,
+                              const char **url)
+{
+    (void)req, (void)url, (void)c;
+    json_object_set(vars, "context", body);
+    json_t *company = json_object_get(body, "company_context");
+    json_object_set(vars, "company_context", json_is_object(company) ? company : json_null());
+}
+
+static const struct gen_spec positioning_spec = {"positioning", positioning_build, NULL};
+
+static void campaign_positioning(void *state, struct gtm_req *req)
+{
+    gen_route(state, req, &positioning_spec);
+}
+
 static const struct gtm_route routes[] = {
+    {GTM_POST, "/api/campaigns/generate-ai", campaign_generate, GTM_ROUTE_AUTH | GTM_ROUTE_RATELIMIT, "campaign_generate"},
+    {GTM_POST, "/api/campaigns/positioning", campaign_positioning, GTM_ROUTE_AUTH | GTM_ROUTE_RATELIMIT,
+     "campaign_generate"},
+    {GTM_POST, "/demo/campaigns/generate-ai", campaign_generate, GTM_ROUTE_RATELIMIT, "demo:campaign_generate"},
     {GTM_POST, "/api/campaigns", campaign_create, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/campaigns", campaign_list, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/campaigns/{campaign_id}", campaign_get, GTM_ROUTE_AUTH, NULL},

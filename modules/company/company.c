@@ -8,6 +8,7 @@
 
 #include "crud.h"
 #include "crud_sql.h"
+#include "gen_route.h"
 
 #define NOT_FOUND "Company not found"
 
@@ -211,7 +212,40 @@ static void company_delete(void *state, struct gtm_req *req)
     crud_delete_and_respond(c, req, stmts, 4, NOT_FOUND);
 }
 
+/* ProductOverviewRequest: company_context is accepted and, as upstream,
+ * not used. */
+static void overview_build(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *vars,
+                           const char **url)
+{
+    gen_var_str(c, req, body, vars, "website_url", true);
+    gen_var_str(c, req, body, vars, "user_inputted_context", false);
+    crud_field_str(c, req, body, "company_context", false, true, 0, NULL);
+    *url = json_string_value(json_object_get(vars, "website_url"));
+}
+
+static int overview_finish(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *output,
+                           const struct gtm_gen_result *res, const char **detail)
+{
+    (void)c, (void)req, (void)body, (void)res;
+    const char *quality = json_string_value(json_object_get(json_object_get(output, "metadata"), "context_quality"));
+    if (quality && strcmp(quality, "insufficient") == 0) {
+        *detail = "Insufficient website content to analyse this company. Add what you know about it in "
+                  "user_inputted_context, or try another URL.";
+        return 422;
+    }
+    return 0;
+}
+
+static const struct gen_spec overview_spec = {"product_overview", overview_build, overview_finish};
+
+static void company_generate(void *state, struct gtm_req *req)
+{
+    gen_route(state, req, &overview_spec);
+}
+
 static const struct gtm_route routes[] = {
+    {GTM_POST, "/api/companies/generate-ai", company_generate, GTM_ROUTE_AUTH | GTM_ROUTE_RATELIMIT, "company_generate"},
+    {GTM_POST, "/demo/companies/generate-ai", company_generate, GTM_ROUTE_RATELIMIT, "demo:company_generate"},
     {GTM_POST, "/api/companies", company_create, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/companies", company_list, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/companies/{company_id}", company_get, GTM_ROUTE_AUTH, NULL},

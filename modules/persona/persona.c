@@ -6,6 +6,7 @@
 
 #include "crud.h"
 #include "crud_sql.h"
+#include "gen_route.h"
 
 #define NOT_FOUND "Persona not found"
 
@@ -169,7 +170,40 @@ static void persona_delete(void *state, struct gtm_req *req)
     crud_delete_and_respond(c, req, stmts, 2, NOT_FOUND);
 }
 
+static void target_persona_build(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *vars,
+                                 const char **url)
+{
+    gen_var_str(c, req, body, vars, "website_url", true);
+    gen_var_str(c, req, body, vars, "persona_profile_name", false);
+    gen_var_str(c, req, body, vars, "hypothesis", false);
+    gen_var_str(c, req, body, vars, "additional_context", false);
+    gen_var_obj(c, req, body, vars, "company_context");
+    gen_var_obj(c, req, body, vars, "target_account_context");
+    *url = json_string_value(json_object_get(vars, "website_url"));
+}
+
+/* As upstream: the caller's persona_profile_name, when given, is the name. */
+static int target_persona_finish(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *output,
+                                 const struct gtm_gen_result *res, const char **detail)
+{
+    (void)c, (void)req, (void)res, (void)detail;
+    const char *name = json_string_value(json_object_get(body, "persona_profile_name"));
+    if (name && *name) {
+        json_object_set_new(output, "target_persona_name", json_string(name));
+    }
+    return 0;
+}
+
+static const struct gen_spec target_persona_spec = {"target_persona", target_persona_build, target_persona_finish};
+
+static void persona_generate(void *state, struct gtm_req *req)
+{
+    gen_route(state, req, &target_persona_spec);
+}
+
 static const struct gtm_route routes[] = {
+    {GTM_POST, "/api/personas/generate-ai", persona_generate, GTM_ROUTE_AUTH | GTM_ROUTE_RATELIMIT, "persona_generate"},
+    {GTM_POST, "/demo/personas/generate-ai", persona_generate, GTM_ROUTE_RATELIMIT, "demo:persona_generate"},
     {GTM_POST, "/api/personas", persona_create, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/personas", persona_list, GTM_ROUTE_AUTH, NULL},
     {GTM_GET, "/api/personas/{persona_id}", persona_get, GTM_ROUTE_AUTH, NULL},

@@ -41,6 +41,7 @@ class DatabaseRestartTest(unittest.TestCase):
         self.addCleanup(stack.close)
         env = dict(stack.env(), DATABASE_URL=self.url)
         srv = Server(env=env, module_dir=os.environ["MODULE_DIR"]).start()
+        self.addCleanup(srv.__exit__, None, None, None)   # also when an assertion fails
         auth = {"Authorization": "Bearer " + stack.token(str(uuid.uuid4()))}
         cid = request(srv, "POST", "/api/companies", body=overview(), headers=auth).json()["id"]
 

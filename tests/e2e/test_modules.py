@@ -93,6 +93,17 @@ class NoModulesTest(unittest.TestCase):
         finally:
             shutil.rmtree(d)
 
+    def test_rate_limited_route_without_ratelimit_module_is_503(self):
+        d = tempfile.mkdtemp()
+        try:
+            shutil.copy(os.path.join(os.environ["FX_LIMITED_DIR"], "fx_limited.so"), d)
+            with Server(module_dir=d) as srv:
+                r = request(srv, "POST", "/fx/demo-limited/company_generate", body={})
+                self.assertEqual(r.status, 503)
+                self.assertIn("no ratelimit module", r.json()["detail"])
+        finally:
+            shutil.rmtree(d)
+
     def test_unreadable_module_dir_is_a_start_error(self):
         srv = Server(module_dir="/nonexistent/gtmd-modules")
         srv.start(expect_ready=False)

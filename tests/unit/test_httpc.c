@@ -9,6 +9,9 @@
  *   /chunked/N      N bytes, chunked
  *   /gzip           "hello gzip " x 20, gzip-encoded
  *   /redirect       302 to /hello
+ *   /redirect2      302 to /redirect
+ *   /redirect-away  302 to /hello on another origin (localhost instead of 127.0.0.1)
+ *   /redirect-ftp   302 to an ftp:// URL
  *   /silent         never answers
  *   /close          closes the connection without answering */
 #include <stdarg.h>
@@ -181,6 +184,17 @@ static void srv_handle(struct srv_conn *conn, const char *method, const char *pa
         static const char moved[] =
             "HTTP/1.1 302 Found\r\nLocation: /hello\r\nContent-Length: 5\r\n\r\nmoved";
         srv_send(conn, moved, sizeof(moved) - 1);
+    } else if (strcmp(path, "/redirect2") == 0) {
+        static const char moved[] = "HTTP/1.1 302 Found\r\nLocation: /redirect\r\nContent-Length: 0\r\n\r\n";
+        srv_send(conn, moved, sizeof(moved) - 1);
+    } else if (strcmp(path, "/redirect-away") == 0 || strcmp(path, "/redirect-ftp") == 0) {
+        char moved[256];
+        int n = strcmp(path, "/redirect-ftp") == 0
+                    ? snprintf(moved, sizeof(moved), "HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1/x\r\n"
+                                                     "Content-Length: 0\r\n\r\n")
+                    : snprintf(moved, sizeof(moved), "HTTP/1.1 302 Found\r\nLocation: http://localhost:%d/hello\r\n"
+                                                     "Content-Length: 0\r\n\r\n", srv->port);
+        srv_send(conn, moved, (size_t)n);
     } else if (strcmp(path, "/silent") == 0) {
         /* keeps the connection open and never answers */
     } else if (strcmp(path, "/close") == 0) {
@@ -1008,6 +1022,160 @@ static void test_zero_delay(void **state) {
     assert_int_equal(uv_backend_timeout(&fx->loop), -1);
 }
 
+/* ---- httpc_start_opts ---------------------------------------------------- */
+
+static int opts_start(struct fixture *fx, const struct gtm_http_call *call, const struct httpc_options *opts,
+                      struct outcome *o) {
+    g_in_api = true;
+    int rc = httpc_start_opts(fx->c, call, opts, record, o, NULL);
+    g_in_api = false;
+    return rc;
+}
+
+/* The URL and redirect count, read while the result is valid. */
+struct hop_outcome {
+    struct outcome o;
+    char url[256];
+    unsigned redirects;
+};
+
+static void record_hops(void *arg, const struct gtm_http_result *res) {
+    struct hop_outcome *h = arg;
+    const char *u = httpc_result_url(res);
+    snprintf(h->url, sizeof(h->url), "%s", u ? u : "");
+    h->redirects = httpc_result_redirects(res);
+    record(&h->o, res);
+}
+
+static void follow(struct fixture *fx, const char *method, const char *path, const char *const *headers,
+                   unsigned max_redirects, struct hop_outcome *h) {
+    outcome_free(&h->o);
+    struct gtm_http_call call = make_call(method, url(fx, path));
+    call.headers = headers;
+    struct httpc_options opts = {.max_redirects = max_redirects, .user_agent = "test-agent/1"};
+    g_in_api = true;
+    assert_int_equal(httpc_start_opts(fx->c, &call, &opts, record_hops, h, NULL), 0);
+    g_in_api = false;
+    run_until(fx, &h->o.calls, 1);
+}
+
+static void test_opts_redirects(void **state) {
+    struct fixture *fx = *state;
+    struct hop_outcome h = {0};
+    struct httpc_stats before, after;
+    httpc_get_stats(fx->c, &before);
+
+    follow(fx, NULL, "/redirect2", NULL, 2, &h);
+    assert_int_equal(h.o.error, 0);
+    assert_int_equal(h.o.status, 200);
+    assert_string_equal(h.o.body, "hello world");
+    assert_string_equal(h.o.custom, "custom value"); /* the last hop's headers */
+    assert_int_equal(h.redirects, 2);
+    assert_string_equal(h.url, url(fx, "/hello"));
+    assert_non_null(strstr(fx->srv.headers, "\r\nUser-Agent: test-agent/1\r\n"));
+    httpc_get_stats(fx->c, &after);
+    assert_int_equal(after.redirects - before.redirects, 2);
+
+    follow(fx, NULL, "/redirect2", NULL, 1, &h);
+    assert_int_equal(h.o.error, HTTPC_EREDIRECTS);
+    assert_string_equal(h.o.error_text, "more than 1 redirects");
+
+    follow(fx, NULL, "/redirect", NULL, 0, &h); /* 0: the 3xx is the answer */
+    assert_int_equal(h.o.error, 0);
+    assert_int_equal(h.o.status, 302);
+    assert_string_equal(h.o.body, "moved");
+    assert_int_equal(h.redirects, 0);
+
+    follow(fx, "POST", "/redirect", NULL, 3, &h); /* only GET and HEAD follow */
+    assert_int_equal(h.o.status, 302);
+
+    follow(fx, "HEAD", "/redirect", NULL, 3, &h);
+    assert_int_equal(h.o.status, 200);
+    assert_int_equal(h.o.body_len, 0);
+
+    follow(fx, NULL, "/redirect-ftp", NULL, 3, &h);
+    assert_int_equal(h.o.error, GTM_EINVAL);
+
+    /* credentials stay on the origin that was given them */
+    const char *const headers[] = {"Authorization: Bearer secret", "Cookie: a=b", "X-Keep: yes", NULL};
+    follow(fx, NULL, "/redirect", headers, 3, &h);
+    assert_int_equal(h.o.status, 200);
+    assert_non_null(strstr(fx->srv.headers, "Authorization: Bearer secret"));
+    assert_non_null(strstr(fx->srv.headers, "Cookie: a=b"));
+    follow(fx, NULL, "/redirect-away", headers, 3, &h);
+    assert_int_equal(h.o.status, 200);
+    assert_string_equal(h.o.body, "hello world");
+    assert_null(strcasestr(fx->srv.headers, "Authorization"));
+    assert_null(strcasestr(fx->srv.headers, "Cookie"));
+    assert_non_null(strstr(fx->srv.headers, "X-Keep: yes"));
+    outcome_free(&h.o);
+}
+
+struct check_log {
+    int allow;
+    unsigned calls;
+    unsigned last_port;
+};
+
+static int check_address(void *arg, const struct sockaddr *sa) {
+    struct check_log *log = arg;
+    log->calls++;
+    if (sa->sa_family == AF_INET)
+        log->last_port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    return log->allow;
+}
+
+static void test_opts_address_check(void **state) {
+    struct fixture *fx = *state;
+    struct outcome o = {0};
+    struct check_log log = {.allow = 0};
+    struct httpc_options opts = {.address_allowed = check_address, .address_arg = &log};
+    struct gtm_http_call call = make_call(NULL, url(fx, "/hello"));
+    struct httpc_stats before, after;
+
+    /* refused: no socket is opened, the server never hears of it */
+    httpc_get_stats(fx->c, &before);
+    assert_int_equal(opts_start(fx, &call, &opts, &o), 0);
+    run_until(fx, &o.calls, 1);
+    httpc_get_stats(fx->c, &after);
+    assert_int_equal(o.error, HTTPC_EBLOCKED);
+    char where[64];
+    snprintf(where, sizeof(where), "127.0.0.1:%d", fx->srv.port);
+    assert_non_null(strstr(o.error_text, where));
+    assert_int_equal(log.calls, 1);
+    assert_int_equal(log.last_port, fx->srv.port);
+    assert_int_equal(after.addresses_refused - before.addresses_refused, 1);
+    assert_int_equal(after.sockets_watched, before.sockets_watched);
+    assert_int_equal(fx->srv.accepted, 0);
+
+    /* a pooled connection, opened without the check, is not reused by a checked call */
+    struct outcome plain = {0};
+    assert_int_equal(start(fx, &call, &plain, NULL), 0);
+    run_until(fx, &plain.calls, 1);
+    assert_int_equal(plain.status, 200);
+    assert_int_equal(fx->srv.accepted, 1);
+    outcome_free(&o);
+    assert_int_equal(opts_start(fx, &call, &opts, &o), 0);
+    run_until(fx, &o.calls, 1);
+    assert_int_equal(o.error, HTTPC_EBLOCKED);
+
+    /* allowed: a fresh connection of its own, left for no one */
+    log.allow = 1;
+    outcome_free(&o);
+    assert_int_equal(opts_start(fx, &call, &opts, &o), 0);
+    run_until(fx, &o.calls, 1);
+    assert_int_equal(o.error, 0);
+    assert_string_equal(o.body, "hello world");
+    assert_int_equal(fx->srv.accepted, 2);
+    outcome_free(&plain);
+    assert_int_equal(start(fx, &call, &plain, NULL), 0);
+    run_until(fx, &plain.calls, 1);
+    assert_int_equal(plain.status, 200);
+    assert_int_equal(fx->srv.accepted, 2); /* the pooled one, not the checked one */
+    outcome_free(&o);
+    outcome_free(&plain);
+}
+
 int main(void) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
@@ -1026,6 +1194,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_close_before_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_delay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_opts_redirects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_opts_address_check, setup, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

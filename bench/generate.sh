@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Generation benchmark: POST /demo/companies/generate-ai at BENCH_CONNS (1000)
+# concurrent connections against a fake OpenAI that answers every call after
+# BENCH_LATENCY_MS (500), the website read from a local page (cached in
+# Postgres after the first read).  Each request's body differs, so no two
+# share a run.  Prints completed requests per second against the ceiling
+# (connections / latency) and gtmd's peak resident memory.  Runs inside a
+# throwaway cluster (pg_virtualenv) and leaves nothing behind.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+. deploy/lib.sh
+
+die() { printf 'bench/generate.sh: %s\n' "$*" >&2; exit 1; }
+CONNS=${BENCH_CONNS:-1000}
+LATENCY=${BENCH_LATENCY_MS:-500}
+DURATION=${BENCH_DURATION:-15}
+[[ $CONNS =~ ^[0-9]+$ && $LATENCY =~ ^[0-9]+$ && $DURATION =~ ^[0-9]+$ ]] || die "BENCH_* must be whole numbers"
+
+if [[ -z ${GTM_BENCH_INSIDE:-} ]]; then
+    ensure_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}" || die "missing packages"
+    meson_setup build --buildtype=debugoptimized >/dev/null
+    ninja -C build --quiet
+    export GTM_BENCH_INSIDE=1
+    exec pg_virtualenv -t -- "$0" "$@"
+fi
+
+GTMD=${GTMD_BIN:-build/gtmd}
+TMP=$(mktemp -d -t gtmd-gen-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+DB=gtm_gen_bench
+psql -qX -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+export DATABASE_URL="postgresql://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB"
+"$GTMD" migrate >/dev/null
+
+FAKE_PORT=18190
+build/bench/fake_openai "$FAKE_PORT" "$LATENCY" tests/unit/schemas/product_overview.example.json 2>"$TMP/fake.log" &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q listening "$TMP/fake.log" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$TMP/fake.log" || die "the fake OpenAI did not start"
+
+# The demo routes are limited per IP; lift the limit for the run.
+cat >"$TMP/limits.json" <<JSON
+{"demo": {"company_generate": 1000000000, "account_generate": 1000000000,
+          "persona_generate": 1000000000, "campaign_generate": 1000000000}}
+JSON
+
+PORT=18191
+env GTM_LISTEN=127.0.0.1:$PORT GTM_WORKERS=1 GTM_MAX_CONNECTIONS=20000 GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} \
+    LLM_PROVIDERS=openai OPENAI_API_KEY=bench OPENAI_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
+    GTM_FETCH_ALLOW="127.0.0.1:$FAKE_PORT" GTM_RATE_LIMITS_FILE="$TMP/limits.json" ENVIRONMENT=production \
+    GTM_LOG_LEVEL=warn "$GTMD" serve 2>"$TMP/gtmd.log" &
+GTMD_PID=$!
+PIDS+=($GTMD_PID)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$TMP/gtmd.log" >&2; die "gtmd did not start"; }
+
+cat >"$TMP/gen.lua" <<LUA
+local n = 0
+local url = "http://127.0.0.1:$FAKE_PORT/"
+request = function()
+    n = n + 1
+    local body = '{"website_url":"' .. url .. '","user_inputted_context":"bench ' .. n .. ' ' .. math.random(1e9) .. '"}'
+    return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+LUA
+
+# warm: the page into the cache, the connections to the fake opened
+curl -sf -X POST -H 'Content-Type: application/json' -d "{\"website_url\":\"http://127.0.0.1:$FAKE_PORT/\"}" \
+    "http://127.0.0.1:$PORT/demo/companies/generate-ai" >/dev/null || { cat "$TMP/gtmd.log" >&2; die "a first generation failed"; }
+msg "POST /demo/companies/generate-ai: wrk -t2 -c$CONNS -d${DURATION}s, provider latency ${LATENCY} ms"
+wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency -s "$TMP/gen.lua" "http://127.0.0.1:$PORT/demo/companies/generate-ai" \
+    >"$TMP/wrk.out" 2>&1 || true
+RSS_PEAK=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$GTMD_PID/status)
+"$PY" - "$TMP/wrk.out" "$CONNS" "$LATENCY" "$RSS_PEAK" <<'PYEOF'
+import re, sys
+t = open(sys.argv[1]).read()
+conns, latency, rss = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+m = re.search(r"Requests/sec:\s+([\d.]+)", t)
+if not m:
+    print(t)
+    sys.exit("wrk gave no figure")
+rps = float(m.group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+errs = re.search(r"Socket errors: (.*)", t)
+p50 = re.search(r"50%\s+([\d.]+\w+)", t).group(1)
+p99 = re.search(r"99%\s+([\d.]+\w+)", t).group(1)
+ceiling = conns * 1000.0 / latency
+print()
+print("completed   %.0f req/s (p50 %s, p99 %s)" % (rps, p50, p99))
+print("ceiling     %.0f req/s (%d connections / %d ms)" % (ceiling, conns, latency))
+print("ratio       %.1f%% of the ceiling (goal: at least 90%%)" % (100 * rps / ceiling))
+print("errors      %s non-2xx; socket errors: %s" % (bad.group(1) if bad else "0", errs.group(1) if errs else "none"))
+print("gtmd peak   %.1f MiB resident (goal: under 256 MiB)" % rss)
+PYEOF
+grep -c '"level":"error"' "$TMP/gtmd.log" | sed 's/^/gtmd error lines: /'
