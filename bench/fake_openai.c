@@ -73,6 +73,7 @@ static size_t request_length(struct client *c)
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 
 static void on_timer(uv_timer_t *t)
 {
@@ -92,7 +93,7 @@ static void on_timer(uv_timer_t *t)
     if (request_length(c)) {
         uv_timer_start(&c->timer, on_timer, memcmp(c->in, "GET ", 4) == 0 ? 0 : delay_ms, 0);
     } else {
-        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
 }
 

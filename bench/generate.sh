@@ -65,11 +65,17 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && b
 curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$TMP/gtmd.log" >&2; die "gtmd did not start"; }
 
 cat >"$TMP/gen.lua" <<LUA
+-- every request's body differs (thread id + counter), so none share a run
+local threads = 0
+setup = function(thread)
+    threads = threads + 1
+    thread:set("tid", threads)
+end
 local n = 0
 local url = "http://127.0.0.1:$FAKE_PORT/"
 request = function()
     n = n + 1
-    local body = '{"website_url":"' .. url .. '","user_inputted_context":"bench ' .. n .. ' ' .. math.random(1e9) .. '"}'
+    local body = '{"website_url":"' .. url .. '","user_inputted_context":"bench ' .. tid .. '-' .. n .. '"}'
     return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 LUA

@@ -53,8 +53,22 @@ static const char cache_sweep_sql[] =
 
 enum op_stage { STAGE_CACHE_READ, STAGE_FIRECRAWL, STAGE_FETCH, STAGE_CACHE_WRITE, STAGE_READY };
 
+/* Pages read in the last minute, per worker: a site asked about again and
+ * again (a campaign for one company) costs no cache query each time. */
+#define SITE_MEMO_SLOTS 64
+#define SITE_MEMO_MS 60000
+
+struct site_memo {
+    char *canonical;
+    char *text;
+    size_t len;
+    char *final_url;
+    uint64_t stored;    /* loop time, ms */
+};
+
 struct site {
     uv_loop_t *loop;
+    struct site_memo memo[SITE_MEMO_SLOTS];
     struct httpc *httpc;
     struct pg_pool *pg;
     struct site_config cfg;
@@ -98,8 +112,13 @@ static void op_free(struct site_op *op) {
     free(op);
 }
 
+static void memo_clear(struct site_memo *m);
+
 static void on_kick_closed(uv_handle_t *h) {
-    free(h->data); /* the site: nothing refers to it any more */
+    struct site *s = h->data; /* nothing refers to it any more */
+    for (size_t i = 0; i < SITE_MEMO_SLOTS; i++)
+        memo_clear(&s->memo[i]);
+    free(s);
 }
 
 static void close_if_idle(struct site *s) {
@@ -186,6 +205,55 @@ static size_t utf8_cap(const char *text, size_t len, size_t max) {
     return i;
 }
 
+/* ---- the memo of recent pages -------------------------------------------------- */
+
+static struct site_memo *memo_slot(struct site *s, const char *canonical) {
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)canonical; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return &s->memo[h % SITE_MEMO_SLOTS];
+}
+
+static void memo_clear(struct site_memo *m) {
+    free(m->canonical);
+    free(m->text);
+    free(m->final_url);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Remembers op's text (a copy) under its canonical URL. */
+static void memo_put(struct site_op *op) {
+    struct site_memo *m = memo_slot(op->site, op->canonical);
+    memo_clear(m);
+    m->canonical = strdup(op->canonical);
+    m->text = strndup(op->text, op->len);
+    m->final_url = op->final_url ? strdup(op->final_url) : NULL;
+    if (!m->canonical || !m->text) {
+        memo_clear(m);
+        return;
+    }
+    m->len = op->len;
+    m->stored = uv_now(op->site->loop);
+}
+
+/* 1 when a recent copy answered op. */
+static int memo_get(struct site_op *op) {
+    struct site_memo *m = memo_slot(op->site, op->canonical);
+    if (!m->canonical || strcmp(m->canonical, op->canonical) != 0 ||
+        uv_now(op->site->loop) - m->stored > SITE_MEMO_MS)
+        return 0;
+    size_t len = utf8_cap(m->text, m->len, op->site->cfg.max_chars);
+    op->text = strndup(m->text, len);
+    if (!op->text)
+        return 0;
+    op->len = len;
+    if (m->final_url)
+        op->final_url = strdup(m->final_url);
+    op->source = "cache";
+    finish(op, SITE_OK, NULL);
+    return 1;
+}
+
 /* ---- the cache --------------------------------------------------------------- */
 
 static void on_cache_read(void *arg, const struct pg_result *res) {
@@ -209,6 +277,7 @@ static void on_cache_read(void *arg, const struct pg_result *res) {
         if (op->text) {
             op->len = len;
             op->source = "cache";
+            memo_put(op);
             finish(op, SITE_OK, NULL);
             return;
         }
@@ -270,10 +339,12 @@ static void got_text(struct site_op *op, char *text, size_t len, const char *sou
     op->text = text;
     op->len = len;
     op->source = source;
-    if (cache_enabled(op->site))
+    if (cache_enabled(op->site)) {
+        memo_put(op);
         run_stage(op, STAGE_CACHE_WRITE);
-    else
+    } else {
         finish(op, SITE_OK, NULL);
+    }
 }
 
 /* ---- Firecrawl ------------------------------------------------------------- */
@@ -576,10 +647,12 @@ int site_fetch(struct site *s, const char *url, unsigned deadline_ms, site_done_
         finish(op, SITE_EINVALID, "not a website URL: it needs http(s) and a host name with a dot");
         return 0;
     }
-    if (cache_enabled(s))
-        run_stage(op, STAGE_CACHE_READ);
-    else
+    if (cache_enabled(s)) {
+        if (!memo_get(op))
+            run_stage(op, STAGE_CACHE_READ);
+    } else {
         run_stage(op, s->cfg.firecrawl_key[0] ? STAGE_FIRECRAWL : STAGE_FETCH);
+    }
     return 0;
 }
 

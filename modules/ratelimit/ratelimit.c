@@ -21,47 +21,16 @@
 #define DEMO_PREFIX "demo:"
 #define MAX_COUNTERS 3
 #define MAX_ATTEMPTS 3   /* a deadlock or serialization failure is retried */
-#define DECIDE_STMT 1    /* the statement of the two whose rows we read */
+#define DECIDE_STMT 0
 
-static const char claim_sql[] =
-    "INSERT INTO gtm_rate_counters AS c (bucket, count, reset_at) "
-    "SELECT b, 0, '-infinity' FROM unnest($1::text[]) AS b "
-    "WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = $2::uuid AND u.role IN ('admin', 'super_admin')) "
-    "ORDER BY b "
-    /* a no-op update, only for the row lock ON CONFLICT takes either way */
-    "ON CONFLICT (bucket) DO UPDATE SET count = c.count WHERE false";
-
-/* Columns: admin, tier, admitted, rows bumped, then per counter (in the order
- * given, none for an admin): position, limit, used before this request, reset
- * as epoch seconds (rounded up, so the window is over at that second) and
- * seconds until then. */
-static const char decide_sql[] =
-    "WITH now_ AS (SELECT clock_timestamp() AS t), "
-    "who AS (SELECT coalesce((SELECT u.role IN ('admin', 'super_admin') FROM users u WHERE u.id = $2::uuid), false) "
-    "               AS admin, "
-    "               coalesce((SELECT t.tier FROM gtm_user_tiers t WHERE t.user_id = $2::uuid), 'free') AS tier), "
-    "want AS (SELECT x.ord, x.bucket, x.kind, "
-    "                CASE who.tier WHEN 'pro' THEN x.lim_pro WHEN 'enterprise' THEN x.lim_enterprise "
-    "                ELSE x.lim_free END AS lim "
-    "         FROM who, unnest($1::text[], $3::text[], $4::int[], $5::int[], $6::int[]) "
-    "              WITH ORDINALITY AS x(bucket, kind, lim_free, lim_pro, lim_enterprise, ord)), "
-    "cur AS (SELECT w.ord, w.bucket, w.lim, "
-    "               CASE WHEN c.reset_at > n.t THEN c.count ELSE 0 END AS used, "
-    "               CASE WHEN c.reset_at > n.t THEN c.reset_at "
-    "                    WHEN w.kind = 'day' THEN "
-    "                         (date_trunc('day', n.t AT TIME ZONE 'UTC') + interval '1 day') AT TIME ZONE 'UTC' "
-    "                    WHEN w.kind = 'month' THEN "
-    "                         (date_trunc('month', n.t AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC' "
-    "                    ELSE n.t + make_interval(secs => $7::int) END AS reset_at "
-    "        FROM want w JOIN gtm_rate_counters c ON c.bucket = w.bucket CROSS JOIN now_ n), "
-    "verdict AS (SELECT NOT who.admin AND (SELECT count(*) FROM cur) = cardinality($1::text[]) "
-    "                   AND coalesce((SELECT bool_and(cur.used < cur.lim) FROM cur), false) AS admitted FROM who), "
-    "bumped AS (UPDATE gtm_rate_counters c SET count = cur.used + 1, reset_at = cur.reset_at "
-    "           FROM cur, verdict WHERE verdict.admitted AND c.bucket = cur.bucket RETURNING c.bucket) "
-    "SELECT who.admin, who.tier, verdict.admitted, (SELECT count(*) FROM bumped), "
-    "       cur.ord, cur.lim, cur.used, ceil(extract(epoch FROM cur.reset_at))::bigint, "
-    "       ceil(extract(epoch FROM cur.reset_at - n.t))::bigint "
-    "FROM who CROSS JOIN verdict CROSS JOIN now_ n LEFT JOIN cur ON true ORDER BY cur.ord";
+/* One round trip: sql/0006's gtm_rate_admit claims and locks the counters'
+ * rows in key order, then checks and bumps them together.  Columns: admin,
+ * tier, admitted, rows bumped, then per counter (in the order given, none for
+ * an admin): position, limit, used before this request, reset as epoch
+ * seconds (rounded up, so the window is over at that second) and seconds
+ * until then. */
+static const char admit_sql[] =
+    "SELECT * FROM gtm_rate_admit($1::text[], $2::uuid, $3::text[], $4::int[], $5::int[], $6::int[], $7::int)";
 
 /* Expired rows would be replaced on their next hit anyway; this keeps keys
  * that are never hit again (one-off IPs) from piling up. */
@@ -80,7 +49,7 @@ struct rl_call {
     int attempts;
     size_t n_counters;
     const char *params[7];
-    struct gtm_pg_stmt stmts[2];
+    struct gtm_pg_stmt stmt;
 };
 
 /* One counter as the decide statement reports it. */
@@ -195,7 +164,7 @@ static void counted(void *arg, const struct gtm_pg_result *res)
     const char *state = h->pg_sqlstate(res);
     bool retryable = h->pg_status(res) == GTM_EQUERY && (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0);
     if (retryable && call->attempts < MAX_ATTEMPTS && !h->req_gone(call->req)) {
-        h->log(call->rl->self, call->req, GTM_LOG_WARN, "rate-limit transaction retried: %s", h->pg_message(res));
+        h->log(call->rl->self, call->req, GTM_LOG_WARN, "rate-limit decision retried: %s", h->pg_message(res));
         if (submit(call) == 0) {
             return;
         }
@@ -210,7 +179,7 @@ static int submit(struct rl_call *call)
 {
     struct ratelimit *rl = call->rl;
     call->attempts++;
-    return rl->host->pg_tx(rl->self, call->req, call->stmts, 2, counted, call);
+    return rl->host->pg_query(rl->self, call->req, &call->stmt, counted, call);
 }
 
 static void swept(void *arg, const struct gtm_pg_result *res)
@@ -351,8 +320,7 @@ static int rl_admit(void *state, struct gtm_req *req, const char *limit_key)
         h->respond_error(req, 500, "Internal server error");
         return GTM_HOOK_DONE;
     }
-    call->stmts[0] = (struct gtm_pg_stmt){claim_sql, 2, call->params};
-    call->stmts[1] = (struct gtm_pg_stmt){decide_sql, 7, call->params};
+    call->stmt = (struct gtm_pg_stmt){admit_sql, 7, call->params};
     maybe_sweep(rl);
     if (submit(call) != 0) {
         h->respond_error(req, 500, "Internal server error");
