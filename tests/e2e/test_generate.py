@@ -199,16 +199,26 @@ class GenerateTest(unittest.TestCase):
 
     # --- providers, failover, repair, failures ---
 
-    def test_each_provider(self):
+    def test_all_eight_endpoints_on_each_provider(self):
+        bodies = {
+            "companies": ({"website_url": self.site.url()}, OVERVIEW, "company_name"),
+            "accounts": ({"website_url": self.site.url(), "company_context": OVERVIEW}, ACCOUNT, "target_account_name"),
+            "personas": ({"website_url": self.site.url(), "company_context": OVERVIEW,
+                          "target_account_context": ACCOUNT}, PERSONA, "target_persona_name"),
+            "campaigns": ({"company_context": OVERVIEW, "preferences": {"emphasis": "capabilities"}}, EMAIL, "subjects"),
+        }
+        auth = {"Authorization": "Bearer " + self.stack.token(str(uuid.uuid4()))}
         for provider in ("openai", "anthropic", "gemini"):
-            with self.subTest(provider=provider):
-                self.fake.reset()
-                srv = self.server(providers=(provider,))
-                self.fake.script(provider, [{"answer": OVERVIEW}])
-                r = self.post(srv, "/demo/companies/generate-ai", {"website_url": self.site.url()})
-                self.assertEqual(r.status, 200, r.body)
-                self.assertEqual(r.json()["company_name"], OVERVIEW["company_name"])
-                self.assertEqual(len(self.fake.requests(provider)), 1)
+            self.fake.reset()
+            srv = self.server(providers=(provider,))
+            for prefix, headers in (("/demo", None), ("/api", auth)):
+                for name, (body, answer, key) in bodies.items():
+                    with self.subTest(provider=provider, route=prefix + "/" + name):
+                        self.fake.script(provider, [{"answer": answer}])
+                        r = self.post(srv, "%s/%s/generate-ai" % (prefix, name), body, headers)
+                        self.assertEqual(r.status, 200, r.body)
+                        self.assertEqual(r.json()[key], answer[key])
+            self.assertEqual(len(self.fake.requests(provider)), 8)
 
     def test_failover_and_repair(self):
         srv = self.server(providers=("openai", "anthropic"))
@@ -273,9 +283,9 @@ class GenerateTest(unittest.TestCase):
 
     # --- SSE, coalescing, cancellation ---
 
-    def read_events(self, conn):
-        """Reads a chunked SSE body; returns [(event, data)]."""
-        head = conn.read_response(head=True)
+    def read_events(self, conn, head=None):
+        """Reads a chunked SSE body (and its head, unless given); returns [(event, data)]."""
+        head = head or conn.read_response(head=True)
         self.assertEqual(head.status, 200)
         self.assertEqual(head.header("content-type"), "text/event-stream")
         self.assertEqual(head.header("transfer-encoding"), "chunked")
@@ -340,6 +350,26 @@ class GenerateTest(unittest.TestCase):
         # different bodies do not share
         self.post(srv, "/demo/companies/generate-ai", dict(body, user_inputted_context="other"))
         self.assertEqual(len(self.fake.requests("openai")), 2)
+
+    def test_a_shared_run_survives_one_client_leaving(self):
+        srv = self.server()
+        self.fake.set_default("openai", {"answer": OVERVIEW, "delay_ms": 800})
+        body = {"website_url": self.site.url(), "user_inputted_context": "shared-leave"}
+        leaver = Conn(srv.connect())
+        leaver.send(raw_request("POST", "/demo/companies/generate-ai", body=body))
+        self.assertTrue(self.fake.wait_requests(1, "openai"))
+        # an SSE answer's head comes once the request has joined the run
+        stayer = Conn(srv.connect())
+        stayer.send(raw_request("POST", "/demo/companies/generate-ai", body=body,
+                                headers={"Accept": "text/event-stream"}))
+        head = stayer.read_response(head=True)
+        self.assertEqual(head.status, 200)
+        leaver.sock.close()        # the first client leaves; the second still waits on the same run
+        events = self.read_events(stayer, head)
+        self.assertEqual(events[-1][0], "result")
+        self.assertEqual(events[-1][1]["company_name"], OVERVIEW["company_name"])
+        self.assertEqual(len(self.fake.requests("openai")), 1)
+        stayer.close()
 
     def test_client_leaving_cancels_the_run(self):
         srv = self.server()
