@@ -1,3 +1,4 @@
+#include "util/err.h"
 #include "db/migrate.h"
 
 #include <dirent.h>
@@ -36,20 +37,6 @@ char *db_conninfo_normalize(const char *url, char *out, size_t outlen)
     return n >= 0 && (size_t)n < outlen ? out : NULL;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    /* one line: libpq messages end with newlines */
-    for (char *p = err; *p; p++) {
-        if (*p == '\n' || *p == '\r') {
-            *p = p[1] ? ' ' : '\0';
-        }
-    }
-}
-
 static int parse_name(const char *name, int *version)
 {
     size_t n = strlen(name);
@@ -78,7 +65,7 @@ static int list_migrations(const char *sql_dir, struct migration **out, size_t *
 {
     DIR *d = opendir(sql_dir);
     if (!d) {
-        set_err(err, errlen, "GTM_SQL_DIR: cannot read %s: %s", sql_dir, strerror(errno));
+        err_set(err, errlen, "GTM_SQL_DIR: cannot read %s: %s", sql_dir, strerror(errno));
         return -1;
     }
     struct migration *v = NULL;
@@ -95,7 +82,7 @@ static int list_migrations(const char *sql_dir, struct migration **out, size_t *
             if (!nv) {
                 free(v);
                 closedir(d);
-                set_err(err, errlen, "out of memory");
+                err_set(err, errlen, "out of memory");
                 return -1;
             }
             v = nv;
@@ -111,13 +98,13 @@ static int list_migrations(const char *sql_dir, struct migration **out, size_t *
     }
     for (size_t i = 1; i < n; i++) {
         if (v[i].version == v[i - 1].version) {
-            set_err(err, errlen, "%s and %s share version %d", v[i - 1].name, v[i].name, v[i].version);
+            err_set(err, errlen, "%s and %s share version %d", v[i - 1].name, v[i].name, v[i].version);
             free(v);
             return -1;
         }
     }
     if (n == 0) {
-        set_err(err, errlen, "GTM_SQL_DIR: no NNNN_name.sql migrations in %s", sql_dir);
+        err_set(err, errlen, "GTM_SQL_DIR: no NNNN_name.sql migrations in %s", sql_dir);
         free(v);
         return -1;
     }
@@ -142,7 +129,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
     struct { char *p; size_t n, cap; } b = {0};
@@ -155,7 +142,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
             if (!np) {
                 free(b.p);
                 fclose(f);
-                set_err(err, errlen, "out of memory");
+                err_set(err, errlen, "out of memory");
                 return NULL;
             }
             b.p = np;
@@ -188,7 +175,7 @@ static int exec_ok(PGconn *c, const char *sql, char *err, size_t errlen, const c
     ExecStatusType st = PQresultStatus(r);
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok) {
-        set_err(err, errlen, "%s: %s", what, PQresultErrorMessage(r));
+        err_set(err, errlen, "%s: %s", what, PQresultErrorMessage(r));
     }
     PQclear(r);
     return ok ? 0 : -1;
@@ -204,7 +191,7 @@ static PGconn *connect_db(const char *conninfo, int timeout_s, char *err, size_t
 {
     char norm[4096];
     if (!db_conninfo_normalize(conninfo, norm, sizeof norm)) {
-        set_err(err, errlen, "DATABASE_URL: too long or malformed");
+        err_set(err, errlen, "DATABASE_URL: too long or malformed");
         return NULL;
     }
     char tmo[16];
@@ -213,7 +200,7 @@ static PGconn *connect_db(const char *conninfo, int timeout_s, char *err, size_t
     const char *vals[] = {norm, tmo, "gtmd-migrate", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
-        set_err(err, errlen, "DATABASE_URL: cannot connect: %s", c ? PQerrorMessage(c) : "out of memory");
+        err_set(err, errlen, "DATABASE_URL: cannot connect: %s", c ? PQerrorMessage(c) : "out of memory");
         PQfinish(c);
         return NULL;
     }
@@ -236,13 +223,13 @@ static int check_adoptable(PGconn *c, FILE *out, char *err, size_t errlen)
     if (table_exists(c, "public.alembic_version")) {
         PGresult *r = PQexec(c, "SELECT version_num FROM alembic_version");
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            set_err(err, errlen, "cannot read alembic_version: %s", PQresultErrorMessage(r));
+            err_set(err, errlen, "cannot read alembic_version: %s", PQresultErrorMessage(r));
             PQclear(r);
             return -1;
         }
         const char *rev = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "(none)";
         if (strcmp(rev, MIGRATE_ADOPTABLE_ALEMBIC) != 0) {
-            set_err(err, errlen,
+            err_set(err, errlen,
                     "the database carries the upstream schema at alembic revision %s; gtmd adopts only %s "
                     "(the upstream's head): upgrade it with alembic first",
                     rev, MIGRATE_ADOPTABLE_ALEMBIC);
@@ -257,7 +244,7 @@ static int check_adoptable(PGconn *c, FILE *out, char *err, size_t errlen)
         return 0;
     }
     if (!table_exists(c, "public.gtm_schema_migrations") && table_exists(c, "public.companies")) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "the database has a companies table but neither gtmd's migrations nor the upstream's "
                 "alembic_version: refusing to guess what it is");
         return -1;
@@ -269,7 +256,7 @@ static int applied_versions(PGconn *c, int **out, size_t *n, char *err, size_t e
 {
     PGresult *r = PQexec(c, "SELECT version FROM gtm_schema_migrations ORDER BY version");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        set_err(err, errlen, "cannot read gtm_schema_migrations: %s", PQresultErrorMessage(r));
+        err_set(err, errlen, "cannot read gtm_schema_migrations: %s", PQresultErrorMessage(r));
         PQclear(r);
         return -1;
     }
@@ -324,7 +311,7 @@ static int apply_one(PGconn *c, const struct migration *m, FILE *out, char *err,
                                3, NULL, params, NULL, NULL, 0);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok) {
-        set_err(err, errlen, "%s: recording it: %s", m->name, PQresultErrorMessage(r));
+        err_set(err, errlen, "%s: recording it: %s", m->name, PQresultErrorMessage(r));
     }
     PQclear(r);
     if (!ok || exec_ok(c, "COMMIT", err, errlen, what) < 0) {
@@ -403,7 +390,7 @@ int migrate_check(const char *conninfo, const char *sql_dir, int timeout_s, char
     }
     int state = MIGRATE_ERROR;
     if (!table_exists(c, "public.gtm_schema_migrations")) {
-        set_err(msg, len, "the database has no gtmd schema (version 0, this gtmd needs %d): run gtmd migrate", latest);
+        err_set(msg, len, "the database has no gtmd schema (version 0, this gtmd needs %d): run gtmd migrate", latest);
         state = MIGRATE_BEHIND;
     } else {
         struct migration *v;
@@ -415,7 +402,7 @@ int migrate_check(const char *conninfo, const char *sql_dir, int timeout_s, char
                 state = MIGRATE_CURRENT;
                 for (size_t i = 0; i < n; i++) {
                     if (!is_applied(done, ndone, v[i].version)) {
-                        set_err(msg, len, "the database schema lacks %s (this gtmd needs version %d): run gtmd migrate",
+                        err_set(msg, len, "the database schema lacks %s (this gtmd needs version %d): run gtmd migrate",
                                 v[i].name, latest);
                         state = MIGRATE_BEHIND;
                         break;

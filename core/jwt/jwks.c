@@ -1,6 +1,7 @@
 /* JWKS documents into mbedTLS public keys.  A key that is not plainly an
  * ES256 or RS256 signing key is skipped rather than guessed at: the set only
  * ever grants what it states unambiguously. */
+#include "util/err.h"
 #include "jwt/jwt.h"
 #include "jwt/b64url.h"
 #include "jwt/jwks_internal.h"
@@ -23,19 +24,6 @@
  * past 31 bits is not something a real key uses. */
 #define RSA_MIN_EXPONENT 3u
 #define RSA_MAX_EXPONENT 0x7fffffffu
-
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 const char *jwk_alg_name(enum jwk_alg alg)
 {
@@ -70,7 +58,7 @@ static int load_ec_p256(const json_t *jwk, struct jwk *key, char *why, size_t wh
 {
     const char *crv = json_string_value(json_object_get(jwk, "crv"));
     if (crv == NULL || strcmp(crv, "P-256") != 0) {
-        set_error(why, whylen, "EC curve is not P-256");
+        err_set(why, whylen, "EC curve is not P-256");
         return -1;
     }
     /* SEC1 uncompressed form, which is what mbedTLS reads. */
@@ -80,7 +68,7 @@ static int load_ec_p256(const json_t *jwk, struct jwk *key, char *why, size_t wh
     if (decode_member(jwk, "x", point + 1, EC_P256_COORD_LEN, &xlen) != 0 ||
         decode_member(jwk, "y", point + 1 + EC_P256_COORD_LEN, EC_P256_COORD_LEN, &ylen) != 0 ||
         xlen != EC_P256_COORD_LEN || ylen != EC_P256_COORD_LEN) {
-        set_error(why, whylen, "EC x or y is not 32 bytes of base64url");
+        err_set(why, whylen, "EC x or y is not 32 bytes of base64url");
         return -1;
     }
 
@@ -95,7 +83,7 @@ static int load_ec_p256(const json_t *jwk, struct jwk *key, char *why, size_t wh
         rc = mbedtls_ecp_check_pubkey(&group, &key->u.ec_point);
     mbedtls_ecp_group_free(&group);
     if (rc != 0) {
-        set_error(why, whylen, "EC point is not on P-256");
+        err_set(why, whylen, "EC point is not on P-256");
         return -1;
     }
     return 0;
@@ -107,32 +95,32 @@ static int load_rsa(const json_t *jwk, struct jwk *key, char *why, size_t whylen
     unsigned char exponent[4];
     size_t modulus_len = 0, exponent_len = 0;
     if (decode_member(jwk, "n", modulus, sizeof modulus, &modulus_len) != 0 || modulus_len == 0) {
-        set_error(why, whylen, "RSA n is not base64url of at most %d bytes",
+        err_set(why, whylen, "RSA n is not base64url of at most %d bytes",
                   RSA_MAX_MODULUS_BYTES);
         return -1;
     }
     if (decode_member(jwk, "e", exponent, sizeof exponent, &exponent_len) != 0 ||
         exponent_len == 0) {
-        set_error(why, whylen, "RSA e is not base64url of at most 4 bytes");
+        err_set(why, whylen, "RSA e is not base64url of at most 4 bytes");
         return -1;
     }
     uint32_t e = 0;
     for (size_t i = 0; i < exponent_len; i++)
         e = (e << 8) | exponent[i];
     if (e < RSA_MIN_EXPONENT || e > RSA_MAX_EXPONENT || e % 2 == 0) {
-        set_error(why, whylen, "RSA exponent %u is not an odd number in 3..2^31", (unsigned)e);
+        err_set(why, whylen, "RSA exponent %u is not an odd number in 3..2^31", (unsigned)e);
         return -1;
     }
 
     if (mbedtls_rsa_import_raw(&key->u.rsa, modulus, modulus_len, NULL, 0, NULL, 0, NULL, 0,
                                exponent, exponent_len) != 0 ||
         mbedtls_rsa_complete(&key->u.rsa) != 0 || mbedtls_rsa_check_pubkey(&key->u.rsa) != 0) {
-        set_error(why, whylen, "RSA public key is not valid");
+        err_set(why, whylen, "RSA public key is not valid");
         return -1;
     }
     size_t bits = mbedtls_mpi_bitlen(&key->u.rsa.N);
     if (bits < RSA_MIN_MODULUS_BITS) {
-        set_error(why, whylen, "RSA modulus has %zu bits, fewer than %d", bits,
+        err_set(why, whylen, "RSA modulus has %zu bits, fewer than %d", bits,
                   RSA_MIN_MODULUS_BITS);
         return -1;
     }
@@ -144,17 +132,17 @@ static int load_rsa(const json_t *jwk, struct jwk *key, char *why, size_t whylen
 static struct jwk *jwk_load(const json_t *jwk, char *why, size_t whylen)
 {
     if (!json_is_object(jwk)) {
-        set_error(why, whylen, "not an object");
+        err_set(why, whylen, "not an object");
         return NULL;
     }
     const char *kid = json_string_value(json_object_get(jwk, "kid"));
     if (kid == NULL || kid[0] == '\0') {
-        set_error(why, whylen, "no kid");
+        err_set(why, whylen, "no kid");
         return NULL;
     }
     const json_t *use = json_object_get(jwk, "use");
     if (use != NULL && !(json_is_string(use) && strcmp(json_string_value(use), "sig") == 0)) {
-        set_error(why, whylen, "use is not \"sig\"");
+        err_set(why, whylen, "use is not \"sig\"");
         return NULL;
     }
     const char *kty = json_string_value(json_object_get(jwk, "kty"));
@@ -164,20 +152,20 @@ static struct jwk *jwk_load(const json_t *jwk, char *why, size_t whylen)
     } else if (kty != NULL && strcmp(kty, "RSA") == 0) {
         alg = JWK_RS256;
     } else {
-        set_error(why, whylen, "kty is not EC or RSA");
+        err_set(why, whylen, "kty is not EC or RSA");
         return NULL;
     }
     const json_t *stated_alg = json_object_get(jwk, "alg");
     if (stated_alg != NULL && !(json_is_string(stated_alg) &&
                                 strcmp(json_string_value(stated_alg), jwk_alg_name(alg)) == 0)) {
-        set_error(why, whylen, "alg is not %s, the only one used with kty %s", jwk_alg_name(alg),
+        err_set(why, whylen, "alg is not %s, the only one used with kty %s", jwk_alg_name(alg),
                   kty);
         return NULL;
     }
 
     struct jwk *key = calloc(1, sizeof *key);
     if (key == NULL) {
-        set_error(why, whylen, "out of memory");
+        err_set(why, whylen, "out of memory");
         return NULL;
     }
     key->alg = alg;
@@ -193,7 +181,7 @@ static struct jwk *jwk_load(const json_t *jwk, char *why, size_t whylen)
     if (rc == 0) {
         key->kid = strdup(kid);
         if (key->kid == NULL) {
-            set_error(why, whylen, "out of memory");
+            err_set(why, whylen, "out of memory");
             rc = -1;
         }
     }
@@ -232,27 +220,27 @@ static long drop_ambiguous_kids(struct jwks *ks)
 
 struct jwks *jwks_parse(const char *json, size_t len, char *err, size_t errlen)
 {
-    set_error(err, errlen, "%s", "");
+    err_set(err, errlen, "%s", "");
     if (json == NULL) {
-        set_error(err, errlen, "JWKS: no document");
+        err_set(err, errlen, "JWKS: no document");
         return NULL;
     }
     json_error_t jerr;
     json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL) {
-        set_error(err, errlen, "JWKS is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+        err_set(err, errlen, "JWKS is not JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                   jerr.column);
         return NULL;
     }
     const json_t *entries = json_object_get(doc, "keys");   /* NULL unless doc is an object */
     if (!json_is_array(entries)) {
-        set_error(err, errlen, "not a JWKS: no \"keys\" array");
+        err_set(err, errlen, "not a JWKS: no \"keys\" array");
         json_decref(doc);
         return NULL;
     }
     size_t entry_count = json_array_size(entries);
     if (entry_count == 0) {
-        set_error(err, errlen, "JWKS \"keys\" is empty");
+        err_set(err, errlen, "JWKS \"keys\" is empty");
         json_decref(doc);
         return NULL;
     }
@@ -261,7 +249,7 @@ struct jwks *jwks_parse(const char *json, size_t len, char *err, size_t errlen)
     if (ks != NULL)
         ks->keys = calloc(entry_count, sizeof *ks->keys);
     if (ks == NULL || ks->keys == NULL) {
-        set_error(err, errlen, "JWKS: out of memory");
+        err_set(err, errlen, "JWKS: out of memory");
         free(ks);
         json_decref(doc);
         return NULL;
@@ -279,7 +267,7 @@ struct jwks *jwks_parse(const char *json, size_t len, char *err, size_t errlen)
     json_decref(doc);
     long dropped = drop_ambiguous_kids(ks);
     if (dropped < 0) {
-        set_error(err, errlen, "JWKS: out of memory");
+        err_set(err, errlen, "JWKS: out of memory");
         jwks_free(ks);
         return NULL;
     }
@@ -287,7 +275,7 @@ struct jwks *jwks_parse(const char *json, size_t len, char *err, size_t errlen)
         snprintf(first_skip, sizeof first_skip, "a kid names more than one key");
 
     if (ks->count == 0) {
-        set_error(err, errlen, "JWKS holds no usable key among %zu (%s)", entry_count, first_skip);
+        err_set(err, errlen, "JWKS holds no usable key among %zu (%s)", entry_count, first_skip);
         jwks_free(ks);
         return NULL;
     }

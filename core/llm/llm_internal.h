@@ -83,6 +83,9 @@ const struct llm_provider_ops *llm_provider_ops_find(const char *name);
 /* The JSON object in text: the whole text, a ```json fenced block, or the
  * first balanced {...} with text around it.  New reference, or NULL with err. */
 json_t *llm_extract_json(const char *text, char *err, size_t errlen);
+/* Settles out from an answer's text: invalid when the provider cut it off at
+ * its token cap (named in the reason), else the JSON found in it. */
+void llm_answer_from_text(struct llm_answer *out, const char *text, bool cut_off, const char *cap_name);
 
 /* Seconds from a Retry-After value (delta-seconds or HTTP-date, relative to
  * now_unix), or -1 when absent or unreadable. */

@@ -353,3 +353,15 @@ json_t *llm_schema_inline_refs(json_t *doc, char *err, size_t errlen) {
     }
     return inline_schema(doc, doc, 0, err, errlen);
 }
+
+void llm_answer_from_text(struct llm_answer *out, const char *text, bool cut_off, const char *cap_name) {
+    if (cut_off) {
+        out->outcome = LLM_ANSWER_INVALID;
+        snprintf(out->detail, sizeof(out->detail), "the answer was cut off at %s", cap_name);
+        return;
+    }
+    char why[160];
+    out->output = llm_extract_json(text, why, sizeof(why));
+    out->outcome = out->output ? LLM_ANSWER_OK : LLM_ANSWER_INVALID;
+    snprintf(out->detail, sizeof(out->detail), "%s", out->output ? "answered" : why);
+}

@@ -319,15 +319,7 @@ static void read_candidate(json_t *candidate, struct llm_answer *out) {
     char *text = answer_text(json_object_get(json_object_get(candidate, "content"), "parts"));
     if (text && *text)
         out->assistant_turn = text_turn("model", text);
-    if (finish && strcmp(finish, "MAX_TOKENS") == 0) {
-        out->outcome = LLM_ANSWER_INVALID;
-        snprintf(out->detail, sizeof(out->detail), "the answer was cut off at maxOutputTokens");
-    } else {
-        char why[160];
-        out->output = llm_extract_json(text, why, sizeof(why));
-        out->outcome = out->output ? LLM_ANSWER_OK : LLM_ANSWER_INVALID;
-        snprintf(out->detail, sizeof(out->detail), "%s", out->output ? "answered" : why);
-    }
+    llm_answer_from_text(out, text, finish && strcmp(finish, "MAX_TOKENS") == 0, "maxOutputTokens");
     free(text);
 }
 

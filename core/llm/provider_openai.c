@@ -177,15 +177,7 @@ static void read_choice(json_t *choice, struct llm_answer *out) {
     char *text = content_text(json_object_get(message, "content"));
     if (text && *text)
         out->assistant_turn = text_message("assistant", text);
-    if (finish && strcmp(finish, "length") == 0) {
-        out->outcome = LLM_ANSWER_INVALID;
-        snprintf(out->detail, sizeof(out->detail), "the answer was cut off at max_tokens");
-    } else {
-        char why[160];
-        out->output = llm_extract_json(text, why, sizeof(why));
-        out->outcome = out->output ? LLM_ANSWER_OK : LLM_ANSWER_INVALID;
-        snprintf(out->detail, sizeof(out->detail), "%s", out->output ? "answered" : why);
-    }
+    llm_answer_from_text(out, text, finish && strcmp(finish, "length") == 0, "max_tokens");
     free(text);
 }
 

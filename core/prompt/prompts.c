@@ -1,5 +1,6 @@
 /* A directory of prompts: <task>.system.tmpl, <task>.user.tmpl and
  * <task>.schema.json per task, parsed and compiled once. */
+#include "util/err.h"
 #include "prompt/prompt.h"
 
 #include <dirent.h>
@@ -31,18 +32,6 @@ struct prompts {
     size_t count;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static char *join_path(const char *dir, const char *task, const char *suffix)
 {
     size_t len = strlen(dir) + 1 + strlen(task) + strlen(suffix) + 1;
@@ -64,7 +53,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
     char *data = NULL;
@@ -74,7 +63,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
             cap = cap ? cap * 2 : 8192;
             char *grown = realloc(data, cap);
             if (!grown) {
-                set_err(err, errlen, "%s: out of memory", path);
+                err_set(err, errlen, "%s: out of memory", path);
                 goto fail;
             }
             data = grown;
@@ -82,7 +71,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
         size_t n = fread(data + used, 1, cap - used, f);
         used += n;
         if (used > MAX_TEMPLATE_BYTES) {
-            set_err(err, errlen, "%s: larger than %u bytes", path, MAX_TEMPLATE_BYTES);
+            err_set(err, errlen, "%s: larger than %u bytes", path, MAX_TEMPLATE_BYTES);
             goto fail;
         }
         if (n == 0) {
@@ -90,7 +79,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
         }
     }
     if (ferror(f)) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         goto fail;
     }
     fclose(f);
@@ -113,7 +102,7 @@ static struct tmpl *load_template(const char *path, char *err, size_t errlen)
     struct tmpl *t = tmpl_parse(text, len, why, sizeof why);
     free(text);
     if (!t) {
-        set_err(err, errlen, "%s: %s", path, why);
+        err_set(err, errlen, "%s: %s", path, why);
     }
     return t;
 }
@@ -123,14 +112,14 @@ static struct schema *load_schema(const char *path, char *err, size_t errlen)
     json_error_t jerr;
     json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc) {
-        set_err(err, errlen, "%s: line %d column %d: %s", path, jerr.line, jerr.column, jerr.text);
+        err_set(err, errlen, "%s: line %d column %d: %s", path, jerr.line, jerr.column, jerr.text);
         return NULL;
     }
     char why[256];
     struct schema *s = schema_compile(doc, why, sizeof why);
     json_decref(doc); /* the schema holds its own reference */
     if (!s) {
-        set_err(err, errlen, "%s: %s", path, why);
+        err_set(err, errlen, "%s: %s", path, why);
     }
     return s;
 }
@@ -152,7 +141,7 @@ static int list_tasks(const char *dir, char ***tasks, size_t *count, char *err, 
 {
     DIR *d = opendir(dir);
     if (!d) {
-        set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        err_set(err, errlen, "%s: %s", dir, strerror(errno));
         return -1;
     }
     char **names = NULL;
@@ -203,7 +192,7 @@ oom:
         free(names[i]);
     }
     free(names);
-    set_err(err, errlen, "%s: out of memory", dir);
+    err_set(err, errlen, "%s: out of memory", dir);
     return -1;
 }
 
@@ -214,13 +203,13 @@ static int load_task(const char *dir, struct task *task, char *err, size_t errle
     char *schema_path = join_path(dir, task->name, SCHEMA_SUFFIX);
     int rc = -1;
     if (!system_path || !user_path || !schema_path) {
-        set_err(err, errlen, "%s: out of memory", dir);
+        err_set(err, errlen, "%s: out of memory", dir);
         goto done;
     }
     const char *paths[] = {system_path, user_path, schema_path};
     for (size_t i = 0; i < 3; i++) {
         if (!file_exists(paths[i])) {
-            set_err(err, errlen, "%s: missing (each prompt task needs %s%s, %s%s and %s%s)", paths[i], task->name,
+            err_set(err, errlen, "%s: missing (each prompt task needs %s%s, %s%s and %s%s)", paths[i], task->name,
                     SYSTEM_SUFFIX, task->name, USER_SUFFIX, task->name, SCHEMA_SUFFIX);
             goto done;
         }
@@ -250,7 +239,7 @@ struct prompts *prompts_load(const char *dir, char *err, size_t errlen)
         }
         free(names);
         free(p);
-        set_err(err, errlen, "%s: out of memory", dir);
+        err_set(err, errlen, "%s: out of memory", dir);
         return NULL;
     }
     for (size_t i = 0; i < count; i++) {
@@ -259,7 +248,7 @@ struct prompts *prompts_load(const char *dir, char *err, size_t errlen)
     p->count = count;
     free(names);
     if (count == 0) {
-        set_err(err, errlen, "%s: no prompts (expected <task>%s, <task>%s and <task>%s)", dir, SYSTEM_SUFFIX,
+        err_set(err, errlen, "%s: no prompts (expected <task>%s, <task>%s and <task>%s)", dir, SYSTEM_SUFFIX,
                 USER_SUFFIX, SCHEMA_SUFFIX);
         prompts_free(p);
         return NULL;
@@ -312,16 +301,16 @@ int prompts_render(const struct prompts *p, const char *task, json_t *vars, char
     *system = *user = NULL;
     const struct task *t = find_task(p, task);
     if (!t) {
-        set_err(err, errlen, "no prompt for task '%s'", task ? task : "(null)");
+        err_set(err, errlen, "no prompt for task '%s'", task ? task : "(null)");
         return -1;
     }
     char why[128];
     if (!(*system = tmpl_render(t->system, vars, why, sizeof why))) {
-        set_err(err, errlen, "%s%s: %s", t->name, SYSTEM_SUFFIX, why);
+        err_set(err, errlen, "%s%s: %s", t->name, SYSTEM_SUFFIX, why);
         return -1;
     }
     if (!(*user = tmpl_render(t->user, vars, why, sizeof why))) {
-        set_err(err, errlen, "%s%s: %s", t->name, USER_SUFFIX, why);
+        err_set(err, errlen, "%s%s: %s", t->name, USER_SUFFIX, why);
         free(*system);
         *system = NULL;
         return -1;

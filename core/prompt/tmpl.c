@@ -1,6 +1,7 @@
 /* The template language of prompt.h: a tokenizer that applies the standalone
  * line rule, a parser that turns the tokens into a tree, and a renderer that
  * walks the tree with a stack of contexts. */
+#include "util/err.h"
 #include "prompt/prompt.h"
 
 #include <stdarg.h>
@@ -35,18 +36,6 @@ struct tmpl {
     struct node *nodes;
     size_t node_count;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- tokens ---- */
 
@@ -192,7 +181,7 @@ static int tokenize(const char *src, size_t len, struct token_list *out, char *e
 
         const char *close = memmem(open + 2, (size_t)(end - open - 2), "}}", 2);
         if (!close) {
-            set_err(err, errlen, "line %zu: unterminated tag (no closing }})", tag_line);
+            err_set(err, errlen, "line %zu: unterminated tag (no closing }})", tag_line);
             return -1;
         }
         const char *inner = open + 2;
@@ -205,7 +194,7 @@ static int tokenize(const char *src, size_t len, struct token_list *out, char *e
             size_t shown = strcspn(inner, "\r\n");
             shown = shown < inner_len ? shown : inner_len;
             int cut = shown > 40 || shown < inner_len;
-            set_err(err, errlen, "line %zu: unknown tag '{{%.*s%s}}'", tag_line, (int)(shown > 40 ? 40 : shown), inner,
+            err_set(err, errlen, "line %zu: unknown tag '{{%.*s%s}}'", tag_line, (int)(shown > 40 ? 40 : shown), inner,
                     cut ? "..." : "");
             return -1;
         }
@@ -256,7 +245,7 @@ static int tokenize(const char *src, size_t len, struct token_list *out, char *e
         pos = text_start = after;
     }
 oom:
-    set_err(err, errlen, "out of memory");
+    err_set(err, errlen, "out of memory");
     return -1;
 }
 
@@ -344,7 +333,7 @@ static int parse_block(struct parser *p, const struct token *open, size_t depth,
         }
         if (t->kind == TOK_CLOSE) {
             if (!open || open->len != t->len || memcmp(open->start, t->start, t->len) != 0) {
-                set_err(p->err, p->errlen, "line %zu: unexpected {{/%.*s}}", t->line, (int)t->len, t->start);
+                err_set(p->err, p->errlen, "line %zu: unexpected {{/%.*s}}", t->line, (int)t->len, t->start);
                 return -1;
             }
             return 0;
@@ -371,7 +360,7 @@ static int parse_block(struct parser *p, const struct token *open, size_t depth,
         }
         n->kind = t->kind == TOK_OPEN ? NODE_SECTION : NODE_INVERTED;
         if (depth + 1 > MAX_NESTING) {
-            set_err(p->err, p->errlen, "line %zu: sections nested more than %d deep", t->line, MAX_NESTING);
+            err_set(p->err, p->errlen, "line %zu: sections nested more than %d deep", t->line, MAX_NESTING);
             return -1;
         }
         if (path_init(&n->path, t->start, t->len) < 0) {
@@ -387,12 +376,12 @@ static int parse_block(struct parser *p, const struct token *open, size_t depth,
         }
     }
     if (open) {
-        set_err(p->err, p->errlen, "line %zu: unclosed section '%.*s'", open->line, (int)open->len, open->start);
+        err_set(p->err, p->errlen, "line %zu: unclosed section '%.*s'", open->line, (int)open->len, open->start);
         return -1;
     }
     return 0;
 oom:
-    set_err(p->err, p->errlen, "out of memory");
+    err_set(p->err, p->errlen, "out of memory");
     return -1;
 }
 
@@ -401,7 +390,7 @@ struct tmpl *tmpl_parse(const char *text, size_t len, char *err, size_t errlen)
     struct tmpl *t = calloc(1, sizeof *t);
     struct token_list tokens = {0};
     if (!t || !(t->source = malloc(len + 1))) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         free(t);
         return NULL;
     }
@@ -626,7 +615,7 @@ char *tmpl_render(const struct tmpl *t, json_t *vars, char *err, size_t errlen)
 {
     struct renderer *r = calloc(1, sizeof *r);
     if (!r) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     if (vars) {
@@ -640,7 +629,7 @@ char *tmpl_render(const struct tmpl *t, json_t *vars, char *err, size_t errlen)
         free(r->out.data);
         /* jansson refuses to encode strings made with its _nocheck calls
          * when they are not UTF-8. */
-        set_err(err, errlen, r->out.out_of_memory ? "out of memory" : "a value is not valid UTF-8");
+        err_set(err, errlen, r->out.out_of_memory ? "out of memory" : "a value is not valid UTF-8");
     }
     free(r);
     return result;

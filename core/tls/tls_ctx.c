@@ -1,5 +1,6 @@
 /* The per-listener half of the TLS component: certificate chain, private key,
  * random generators, ticket keys and the shared mbedtls_ssl_config. */
+#include "util/err.h"
 #include "tls/tls.h"
 #include "tls/tls_internal.h"
 
@@ -36,19 +37,6 @@ static const int aead_ciphersuites[] = {
 /* mbedtls_ssl_conf_alpn_protocols keeps the pointer, hence static storage. */
 static const char *alpn_protocols[] = { "http/1.1", NULL };
 
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void mbedtls_error_text(int code, char *buf, size_t buflen)
 {
     mbedtls_strerror(code, buf, buflen);
@@ -61,12 +49,12 @@ static void mbedtls_error_text(int code, char *buf, size_t buflen)
 static int check_readable_file(const char *what, const char *path, char *err, size_t errlen)
 {
     if (path == NULL || path[0] == '\0') {
-        set_error(err, errlen, "%s: no file given", what);
+        err_set(err, errlen, "%s: no file given", what);
         return -1;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_error(err, errlen, "%s: cannot open %s: %s", what, path, strerror(errno));
+        err_set(err, errlen, "%s: cannot open %s: %s", what, path, strerror(errno));
         return -1;
     }
     struct stat st;
@@ -74,15 +62,15 @@ static int check_readable_file(const char *what, const char *path, char *err, si
     int saved_errno = errno;
     close(fd);
     if (stat_failed) {
-        set_error(err, errlen, "%s: cannot stat %s: %s", what, path, strerror(saved_errno));
+        err_set(err, errlen, "%s: cannot stat %s: %s", what, path, strerror(saved_errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_error(err, errlen, "%s: %s is not a regular file", what, path);
+        err_set(err, errlen, "%s: %s is not a regular file", what, path);
         return -1;
     }
     if (st.st_size == 0) {
-        set_error(err, errlen, "%s: %s is empty", what, path);
+        err_set(err, errlen, "%s: %s is empty", what, path);
         return -1;
     }
     return 0;
@@ -98,13 +86,13 @@ static int load_chain(struct tls_ctx *ctx, const char *cert_file, char *err, siz
     int ret = mbedtls_x509_crt_parse_file(&ctx->chain, cert_file);
     if (ret < 0) {
         mbedtls_error_text(ret, reason, sizeof reason);
-        set_error(err, errlen, "%s: cannot parse %s: %s", what, cert_file, reason);
+        err_set(err, errlen, "%s: cannot parse %s: %s", what, cert_file, reason);
         return -1;
     }
     /* A positive count means some PEM blocks were skipped; serving a chain
      * with holes would only fail later, on the client. */
     if (ret > 0) {
-        set_error(err, errlen, "%s: cannot parse %s: %d certificate(s) in the chain are invalid",
+        err_set(err, errlen, "%s: cannot parse %s: %d certificate(s) in the chain are invalid",
                   what, cert_file, ret);
         return -1;
     }
@@ -121,24 +109,24 @@ static int load_key(struct tls_ctx *ctx, const char *cert_file, const char *key_
         return -1;
     int ret = mbedtls_pk_parse_keyfile(&ctx->key, key_file, NULL);
     if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED) {
-        set_error(err, errlen, "%s: %s is encrypted; a key without a passphrase is needed",
+        err_set(err, errlen, "%s: %s is encrypted; a key without a passphrase is needed",
                   what, key_file);
         return -1;
     }
     if (ret != 0) {
         mbedtls_error_text(ret, reason, sizeof reason);
-        set_error(err, errlen, "%s: cannot parse %s: %s", what, key_file, reason);
+        err_set(err, errlen, "%s: cannot parse %s: %s", what, key_file, reason);
         return -1;
     }
     if (!mbedtls_pk_can_do(&ctx->key, MBEDTLS_PK_RSA) && !mbedtls_pk_can_do(&ctx->key, MBEDTLS_PK_ECKEY)) {
-        set_error(err, errlen, "%s: %s holds a %s key; only RSA and EC keys are supported",
+        err_set(err, errlen, "%s: %s holds a %s key; only RSA and EC keys are supported",
                   what, key_file, mbedtls_pk_get_name(&ctx->key));
         return -1;
     }
     /* mbedTLS's own text for a mismatch ("Bad input parameters", "Type
      * mismatch ... encrypt") misleads more than it helps; the key types do not. */
     if (mbedtls_pk_check_pair(&ctx->chain.pk, &ctx->key) != 0) {
-        set_error(err, errlen, "%s: the %s key in %s does not match the %s certificate in %s",
+        err_set(err, errlen, "%s: the %s key in %s does not match the %s certificate in %s",
                   what, mbedtls_pk_get_name(&ctx->key), key_file,
                   mbedtls_pk_get_name(&ctx->chain.pk), cert_file);
         return -1;
@@ -154,7 +142,7 @@ static int seed_drbg(mbedtls_ctr_drbg_context *drbg, mbedtls_entropy_context *en
     if (ret != 0) {
         char reason[160];
         mbedtls_error_text(ret, reason, sizeof reason);
-        set_error(err, errlen, "TLS: cannot seed the random generator: %s", reason);
+        err_set(err, errlen, "TLS: cannot seed the random generator: %s", reason);
         return -1;
     }
     return 0;
@@ -194,16 +182,16 @@ static int configure(struct tls_ctx *ctx, char *err, size_t errlen)
 
 fail:
     mbedtls_error_text(ret, reason, sizeof reason);
-    set_error(err, errlen, "TLS: cannot configure: %s", reason);
+    err_set(err, errlen, "TLS: cannot configure: %s", reason);
     return -1;
 }
 
 struct tls_ctx *tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
-    set_error(err, errlen, "%s", "");
+    err_set(err, errlen, "%s", "");
     struct tls_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
-        set_error(err, errlen, "TLS: out of memory");
+        err_set(err, errlen, "TLS: out of memory");
         return NULL;
     }
     /* Everything is initialised up front so tls_ctx_free can release a
