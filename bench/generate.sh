@@ -55,7 +55,7 @@ cat >"$TMP/limits.json" <<JSON
 JSON
 
 PORT=18191
-env GTM_LISTEN=127.0.0.1:$PORT GTM_WORKERS=1 GTM_MAX_CONNECTIONS=20000 GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} \
+env GTM_LISTEN=127.0.0.1:$PORT GTM_WORKERS=1 GTM_MAX_CONNECTIONS=20000 GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-16} \
     LLM_PROVIDERS=openai OPENAI_API_KEY=bench OPENAI_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
     GTM_FETCH_ALLOW="127.0.0.1:$FAKE_PORT" GTM_RATE_LIMITS_FILE="$TMP/limits.json" ENVIRONMENT=production \
     GTM_LOG_LEVEL=warn "$GTMD" serve 2>"$TMP/gtmd.log" &
@@ -107,5 +107,6 @@ print("ceiling     %.0f req/s (%d connections / %d ms)" % (ceiling, conns, laten
 print("ratio       %.1f%% of the ceiling (goal: at least 90%%)" % (100 * rps / ceiling))
 print("errors      %s non-2xx; socket errors: %s" % (bad.group(1) if bad else "0", errs.group(1) if errs else "none"))
 print("gtmd peak   %.1f MiB resident (goal: under 256 MiB)" % rss)
+print("setup       one gtmd process, GTM_PG_POOL_SIZE=%s" % __import__("os").environ.get("GTM_PG_POOL_SIZE", "16"))
 PYEOF
 grep -c '"level":"error"' "$TMP/gtmd.log" | sed 's/^/gtmd error lines: /'

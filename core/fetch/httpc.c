@@ -19,7 +19,7 @@
 #include "fetch/httpc_call.h"
 #include "gtm/module.h"
 
-#define HTTPC_MAX_CONNECTS 64L
+#define HTTPC_MAX_CONNECTS 1024L   /* idle connections kept for reuse: one per call at a busy peak */
 #define HTTPC_SPARE_EASY 16 /* reset easy handles kept for the next calls */
 
 struct httpc_sock_ctx {
