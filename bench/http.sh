@@ -201,7 +201,7 @@ wait_ready() {
 SERVER_PID=""
 start_gtmd() {
     local port=${PORT[gtmd]} log=${BENCH_GTMD_LOG:-$TMP/gtmd.log}
-    local -a env=(GTM_LISTEN="127.0.0.1:$port" GTM_WORKERS=1)
+    local -a env=(GTM_LISTEN="127.0.0.1:$port" GTM_ADMIN_LISTEN=off GTM_WORKERS=1)
     # More connections than the default limit (16384) only if asked for.
     ((HOLD + 1024 > 16384)) && env+=(GTM_MAX_CONNECTIONS=$((HOLD + 1024)))
     env -u GTM_TLS_LISTEN "${env[@]}" "$GTMD_BIN" serve >/dev/null 2>"$log" </dev/null &

@@ -56,7 +56,7 @@ d = json.load(open(sys.argv[1]))
 print(d["token"], d["user_id"], " ".join("%s=%s" % kv for kv in d["env"].items()))' "$TMP/stack.json")
 
 PORT=18090
-env $STACK_ENV GTM_LISTEN=127.0.0.1:$PORT GTM_WORKERS=1 GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} \
+env $STACK_ENV GTM_LISTEN=127.0.0.1:$PORT GTM_ADMIN_LISTEN=off GTM_WORKERS=1 GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} \
     "$GTMD" serve 2>"$TMP/gtmd.log" &
 GTMD_PID=$!
 PIDS+=($GTMD_PID)

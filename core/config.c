@@ -233,6 +233,14 @@ int config_load(struct config *c, char *err, size_t errlen)
         FAIL("GTM_LISTEN: expected host:port (e.g. 127.0.0.1:8000 or [::1]:8000), got '%s'", v);
     }
 
+    v = getenv("GTM_ADMIN_LISTEN");
+    if (!v || !*v) {
+        v = "127.0.0.1:9000";
+    }
+    if (strcmp(v, "off") != 0 && config_parse_listen(v, &c->admin_listen) < 0) {
+        FAIL("GTM_ADMIN_LISTEN: expected host:port (default 127.0.0.1:9000) or off, got '%s'", v);
+    }
+
     v = getenv("GTM_TLS_LISTEN");
     if (v && *v) {
         if (config_parse_listen(v, &c->tls_listen) < 0) {

@@ -16,6 +16,7 @@ struct listen_spec {
 struct config {
     struct listen_spec listen;      /* GTM_LISTEN */
     struct listen_spec tls_listen;  /* GTM_TLS_LISTEN */
+    struct listen_spec admin_listen;/* GTM_ADMIN_LISTEN ("off": none) */
     const char *tls_cert;           /* GTM_TLS_CERT */
     const char *tls_key;            /* GTM_TLS_KEY */
     int workers;                    /* GTM_WORKERS */

@@ -14,6 +14,7 @@
 #include "http/request.h"
 #include "http/response.h"
 #include "log.h"
+#include "metrics.h"
 #include "modules/module_host.h"
 #include "db/migrate.h"
 #include "gen/gen.h"
@@ -39,15 +40,6 @@ bool server_origin_allowed(const struct server *srv, const char *origin)
         }
     }
     return false;
-}
-
-/* --- core routes --- */
-
-static void route_health(void *state, struct gtm_req *r)
-{
-    (void)state;
-    static const char ok[] = "{\"status\":\"ok\"}";
-    response_send(r, 200, "application/json", ok, sizeof ok - 1);
 }
 
 /* --- listeners --- */
@@ -77,7 +69,7 @@ static int listener_open(struct server *srv, struct listener *l, const struct li
         fprintf(stderr, "gtmd: %s: cannot listen on %s: %s\n", var, spec->text, uv_strerror(rc));
         return -1;
     }
-    log_msg(LOG_INFO, NULL, NULL, "listening on %s (%s)", spec->text, l->tls ? "https" : "http");
+    log_msg(LOG_INFO, NULL, NULL, "listening on %s (%s)", spec->text, l->admin ? "admin" : l->tls ? "https" : "http");
     return 0;
 }
 
@@ -165,6 +157,7 @@ void server_shutdown(struct server *srv)
     srv->draining = true;
     listener_close(&srv->plain);
     listener_close(&srv->secure);
+    listener_close(&srv->admin);
     struct conn *c = srv->conns;
     while (c) {
         struct conn *next = c->next;
@@ -193,6 +186,7 @@ static int server_init_failed(struct server *srv)
 {
     listener_close(&srv->plain);
     listener_close(&srv->secure);
+    listener_close(&srv->admin);
     modules_unload_all(srv);
     server_close_services(srv);
     if (srv->httpc) {
@@ -206,6 +200,9 @@ static int server_init_failed(struct server *srv)
     log_detach_loop();
     uv_run(srv->loop, UV_RUN_DEFAULT);
     router_free(&srv->router);
+    router_free(&srv->admin_router);
+    metrics_free(srv->metrics);
+    srv->metrics = NULL;
     if (srv->prompts) {
         prompts_free(srv->prompts);
         srv->prompts = NULL;
@@ -237,7 +234,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     }
 
     char err[512];
-    if (router_add(&srv->router, "/health", GTM_GET, route_health, srv, 0, NULL, NULL, err, sizeof err) < 0) {
+    srv->metrics = metrics_new();
+    if (!srv->metrics || admin_routes_add(srv, err, sizeof err) < 0) {
         fprintf(stderr, "gtmd: %s\n", err);
         return server_init_failed(srv);
     }
@@ -261,6 +259,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
             return server_init_failed(srv);
         }
     }
+
+    srv->schema_latest = migrate_latest_version(cfg->sql_dir, err, sizeof err);
 
     struct llm_config lc;
     struct site_config sc;
@@ -301,8 +301,10 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
             return server_init_failed(srv);
         }
     }
+    srv->admin.admin = true;
     if (listener_open(srv, &srv->plain, &cfg->listen, "GTM_LISTEN") < 0 ||
-        (cfg->tls_listen.set && listener_open(srv, &srv->secure, &cfg->tls_listen, "GTM_TLS_LISTEN") < 0)) {
+        (cfg->tls_listen.set && listener_open(srv, &srv->secure, &cfg->tls_listen, "GTM_TLS_LISTEN") < 0) ||
+        (cfg->admin_listen.set && listener_open(srv, &srv->admin, &cfg->admin_listen, "GTM_ADMIN_LISTEN") < 0)) {
         return server_init_failed(srv);
     }
 
@@ -320,6 +322,9 @@ int server_run(struct server *srv)
 {
     uv_run(srv->loop, UV_RUN_DEFAULT);
     request_pool_drain(srv);
+    metrics_free(srv->metrics);
+    srv->metrics = NULL;
+    router_free(&srv->admin_router);
     if (srv->prompts) {
         prompts_free(srv->prompts);
         srv->prompts = NULL;

@@ -15,6 +15,7 @@ struct gtm_req;
 struct tls_ctx;
 struct httpc;
 struct pg_pool;
+struct metrics;
 struct llm;
 struct site;
 struct prompts;
@@ -26,17 +27,21 @@ struct listener {
     struct server *srv;
     struct tls_ctx *tls;         /* NULL for plain HTTP */
     bool open;
+    bool admin;                  /* serves the admin routes, and only them */
 };
 
 struct server {
     uv_loop_t *loop;
     const struct config *cfg;
-    struct listener plain, secure;
+    struct listener plain, secure, admin;
     struct conn *conns;          /* doubly linked list of live connections */
     unsigned n_conns;
     uint64_t n_requests;
     uint64_t refused_conns;
     struct router router;
+    struct router admin_router;  /* /metrics, /health/detailed: GTM_ADMIN_LISTEN only */
+    struct metrics *metrics;
+    int schema_latest;           /* the highest migration in GTM_SQL_DIR, for /ready */
     struct gtm_mod *mods;        /* loaded module instances */
     struct gtm_mod *auth_mod;    /* the module providing authenticate, if any */
     struct gtm_mod *admit_mod;   /* the module providing admit, if any */
@@ -76,5 +81,8 @@ void server_conn_gone(struct server *srv);
 bool server_origin_allowed(const struct server *srv, const char *origin);
 
 uint64_t now_ns(void);
+
+/* The operator routes (admin.c): registered on the routers by server_init. */
+int admin_routes_add(struct server *srv, char *err, size_t errlen);
 
 #endif

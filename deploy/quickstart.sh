@@ -196,6 +196,7 @@ LLM provider ($llm). Give it one with, for example:
   ANTHROPIC_API_KEY=... deploy/quickstart.sh
   GEMINI_API_KEY=... deploy/quickstart.sh
   OPENAI_BASE_URL=http://127.0.0.1:11434/v1 deploy/quickstart.sh   (a local Ollama)
+Admin (this machine only): http://127.0.0.1:${GTM_ADMIN_PORT:-9000}/metrics and /health/detailed; readiness: http://127.0.0.1:$HTTP_PORT/ready
 Database: $db
 Logs: JSON lines on stderr. Stop with Ctrl-C.
 EOF
@@ -214,6 +215,7 @@ fi
 echo
 
 export GTM_LISTEN="127.0.0.1:$HTTP_PORT"
+export GTM_ADMIN_LISTEN="127.0.0.1:${GTM_ADMIN_PORT:-9000}"
 export GTM_TLS_LISTEN="127.0.0.1:$HTTPS_PORT"
 export GTM_TLS_CERT=$CERT
 export GTM_TLS_KEY=$KEY

@@ -641,6 +641,7 @@ void conn_accept(struct listener *l)
         return;
     }
     c->srv = srv;
+    c->admin = l->admin;
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
     c->tcp.data = c;

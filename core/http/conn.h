@@ -40,6 +40,7 @@ struct conn {
     bool driving, redrive;
     bool peer_eof;
     bool want_close;            /* close after the current answer */
+    bool admin;                 /* accepted on the admin listener */
     char peer[48];
 };
 

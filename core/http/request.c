@@ -440,7 +440,8 @@ void request_dispatch(struct gtm_req *r)
         return;
     }
     struct route_match m;
-    int res = router_match(&srv->router, r->path, r->method, &m);
+    const struct router *routes = r->conn && r->conn->admin ? &srv->admin_router : &srv->router;
+    int res = router_match(routes, r->path, r->method, &m);
     if (res == ROUTE_FOUND) {
         r->route = m.entry;
         if (m.entry->mod) {
@@ -468,7 +469,7 @@ void request_dispatch(struct gtm_req *r)
             trimmed[--n] = '\0';
         }
         struct route_match m2;
-        if (router_match(&srv->router, trimmed, r->method, &m2) != ROUTE_NONE) {
+        if (router_match(routes, trimmed, r->method, &m2) != ROUTE_NONE) {
             redirect_without_slash(r);
             return;
         }

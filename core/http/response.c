@@ -7,6 +7,7 @@
 #include "http/conn.h"
 #include "http/request.h"
 #include "log.h"
+#include "metrics.h"
 #include "modules/module_host.h"
 #include "server.h"
 
@@ -108,6 +109,10 @@ void response_add_header(struct gtm_req *r, const char *name, const char *value)
 
 static void access_log(struct gtm_req *r)
 {
+    const char *route = r->route ? r->route->pattern : r->path ? "(unmatched)" : "(unparsed)";
+    metrics_observe(r->srv->metrics, route, r->method_name ? r->method_name : "-", r->status,
+                    (double)(now_ns() - r->start_ns) / 1e9,
+                    r->route && (r->route->flags & GTM_ROUTE_RATELIMIT));
     struct access_entry e = {
         .req_id = r->id,
         .method = r->method_name,

@@ -40,11 +40,13 @@ class Server:
     def __init__(self, env=None, tls=None, module_dir=None, args=()):
         self.port = free_port()
         self.tls_port = free_port() if tls else None
+        self.admin_port = free_port()
         # Only what the test asks for: the runner's DATABASE_URL points at an
         # unmigrated cluster that a server not meant to use a database must not see.
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("GTM_", "CORS_")) and k != "DATABASE_URL"}
         self.env["GTM_LISTEN"] = "127.0.0.1:%d" % self.port
+        self.env["GTM_ADMIN_LISTEN"] = "127.0.0.1:%d" % self.admin_port
         self.env["GTM_MODULE_DIR"] = module_dir if module_dir is not None else FX_MODULE_DIR
         self.env["GTM_WORKERS"] = "1"
         if tls:
@@ -65,7 +67,7 @@ class Server:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if expect_ready:
-            want = 2 if self.tls_port else 1
+            want = (2 if self.tls_port else 1) + (self.env.get("GTM_ADMIN_LISTEN") != "off")
             ok = self.wait_for(lambda: sum("listening on" in l for l in self.lines) >= want or
                                self.proc.poll() is not None, timeout)
             if not ok or self.proc.poll() is not None:
@@ -147,8 +149,9 @@ class Server:
         return self.wait_for(found, timeout)
 
     # --- clients ---
-    def connect(self, tls_context=None, timeout=10):
-        s = socket.create_connection(("127.0.0.1", self.tls_port if tls_context else self.port), timeout)
+    def connect(self, tls_context=None, timeout=10, admin=False):
+        port = self.admin_port if admin else self.tls_port if tls_context else self.port
+        s = socket.create_connection(("127.0.0.1", port), timeout)
         if tls_context:
             s = tls_context.wrap_socket(s, server_hostname="localhost")
         return s
@@ -232,9 +235,9 @@ class Conn:
         self.sock.close()
 
 
-def request(srv, method, path, body=None, headers=None, tls_context=None):
-    """One request on a fresh connection; returns a Response."""
-    s = srv.connect(tls_context)
+def request(srv, method, path, body=None, headers=None, tls_context=None, admin=False):
+    """One request on a fresh connection (to the admin listener with admin=True); returns a Response."""
+    s = srv.connect(tls_context, admin=admin)
     c = Conn(s)
     try:
         c.send(raw_request(method, path, body, headers))
