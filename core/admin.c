@@ -124,7 +124,7 @@ static void route_health_detailed(void *state, struct gtm_req *r)
     json_object_set_new(doc, "abi", json_pack("{si si}", "major", GTM_ABI_MAJOR, "minor", GTM_ABI_MINOR));
     json_object_set_new(doc, "pid", json_integer(getpid()));
     json_object_set_new(doc, "uptime_s", json_real((double)(now_ns() - srv->start_ns) / 1e9));
-    json_object_set_new(doc, "workers", json_integer(1));
+    json_object_set_new(doc, "workers", json_integer(srv->cfg->workers));
     json_object_set_new(doc, "connections", json_integer(srv->n_conns));
     json_object_set_new(doc, "requests", json_integer((json_int_t)srv->n_requests));
     json_object_set_new(doc, "generations_in_flight", json_integer(srv->gen ? gen_runs(srv->gen) : 0));

@@ -138,6 +138,7 @@ int config_parse_listen(const char *text, struct listen_spec *out)
     }
     snprintf(out->text, sizeof out->text, "%s", text);
     out->set = true;
+    out->fd = -1;
     return 0;
 }
 
@@ -223,6 +224,7 @@ static int split_origins(struct config *c, const char *text, char *err, size_t e
 int config_load(struct config *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
+    c->listen.fd = c->tls_listen.fd = c->admin_listen.fd = -1;
     const char *v;
 
     v = getenv("GTM_LISTEN");
@@ -257,8 +259,8 @@ int config_load(struct config *c, char *err, size_t errlen)
     }
 
     unsigned long u;
-    /* One process until the master/worker mode exists (then: one per CPU). */
-    c->workers = 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = cpus < 1 ? 1 : cpus > 256 ? 256 : (int)cpus;
     v = getenv("GTM_WORKERS");
     if (v && *v) {
         if (config_parse_uint(v, 256, &u) < 0 || u == 0) {

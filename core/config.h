@@ -9,6 +9,7 @@
 
 struct listen_spec {
     bool set;
+    int fd;                         /* a socket bound by the master, or -1 */
     char text[128];                 /* as given, for logs */
     struct sockaddr_storage addr;
 };

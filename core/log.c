@@ -14,6 +14,7 @@
 
 static struct buf log_buf;
 static int log_min_level = LOG_INFO;
+static int log_worker_pid;
 static uv_prepare_t log_prepare;
 static int log_have_loop;
 static uint64_t log_dropped_lines;
@@ -117,6 +118,11 @@ void log_detach_loop(void)
     }
 }
 
+void log_set_worker(int pid)
+{
+    log_worker_pid = pid;
+}
+
 void log_set_level(int level)
 {
     log_min_level = level;
@@ -141,6 +147,9 @@ static void log_time(struct buf *b)
     gmtime_r(&ts.tv_sec, &tm);
     buf_printf(b, "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900,
                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (log_worker_pid) {
+        buf_printf(b, ",\"worker\":%d", log_worker_pid);
+    }
 }
 
 static void log_str_field(const char *key, const char *val)

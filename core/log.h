@@ -15,9 +15,11 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 void log_attach_loop(uv_loop_t *loop);
 void log_detach_loop(void);
 void log_set_level(int level);
+/* Under a master, each line names the worker that wrote it. */
+void log_set_worker(int pid);
 int log_level_from_name(const char *name);   /* -1 when unknown */
 
-/* One event line: {"time","level","msg"[,"req_id"][,"module"]}. */
+/* One event line: {"time"[,"worker"],"level","msg"[,"req_id"][,"module"]}. */
 void log_msg(int level, const char *req_id, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void log_vmsg(int level, const char *req_id, const char *module, const char *fmt, va_list ap);

@@ -10,6 +10,7 @@
 #include "gtm/module.h"
 #include "gtm_paths.h"
 #include "log.h"
+#include "master.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -25,6 +26,23 @@ static void usage(FILE *out)
             "GTM_MAX_CONNECTIONS, GTM_HEADER_TIMEOUT, GTM_BODY_TIMEOUT, GTM_IDLE_TIMEOUT,\n"
             "GTM_SHUTDOWN_TIMEOUT, GTM_LOG_LEVEL, CORS_ORIGINS, DATABASE_URL, GTM_SQL_DIR.\n"
             "See README.md.\n");
+}
+
+/* One worker's life in this process. */
+static int worker_main(struct config *cfg)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    static struct server srv;
+    int rc;
+    if (server_init(&srv, &loop, cfg) < 0) {
+        log_flush();
+        rc = 2;
+    } else {
+        rc = server_run(&srv);
+    }
+    uv_loop_close(&loop);
+    return rc;
 }
 
 static int serve(void)
@@ -55,17 +73,7 @@ static int serve(void)
         fprintf(stderr, "gtmd: libcurl failed to initialise\n");
         return 1;
     }
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    static struct server srv;
-    int rc;
-    if (server_init(&srv, &loop, &cfg) < 0) {
-        log_flush();
-        rc = 2;
-    } else {
-        rc = server_run(&srv);
-    }
-    uv_loop_close(&loop);
+    int rc = cfg.workers > 1 ? master_run(&cfg, worker_main) : worker_main(&cfg);
     config_free(&cfg);
     curl_global_cleanup();
     return rc;

@@ -61,7 +61,8 @@ static int listener_open(struct server *srv, struct listener *l, const struct li
     uv_tcp_init(srv->loop, &l->tcp);
     l->tcp.data = l;
     l->open = true;
-    int rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&spec->addr, 0);
+    /* a worker adopts the socket its master bound; alone, gtmd binds its own */
+    int rc = spec->fd >= 0 ? uv_tcp_open(&l->tcp, spec->fd) : uv_tcp_bind(&l->tcp, (const struct sockaddr *)&spec->addr, 0);
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
     }
@@ -91,6 +92,13 @@ static void raise_fd_limit(void)
 }
 
 /* --- shutdown --- */
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    log_msg(LOG_WARN, NULL, NULL, "SIGHUP: module hot swap is not built yet; nothing reloaded");
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -126,6 +134,7 @@ static void server_finish(struct server *srv)
     uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     modules_unload_all(srv);
     server_close_services(srv);
     if (srv->httpc) {
@@ -227,11 +236,6 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     log_attach_loop(loop);
-    if (cfg->workers > 1) {
-        log_msg(LOG_WARN, NULL, NULL,
-                "GTM_WORKERS=%d: this build serves from one process; the master/worker mode is not built yet",
-                cfg->workers);
-    }
 
     char err[512];
     srv->metrics = metrics_new();
@@ -315,6 +319,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     srv->sigterm.data = srv->sigint.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_init(loop, &srv->sighup);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     return 0;
 }
 

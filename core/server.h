@@ -55,7 +55,7 @@ struct server {
     unsigned n_free_reqs;
     char read_buf[65536];        /* every socket read lands here first */
     struct buf scratch;          /* response serialisation */
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer;
     bool draining;
     bool stopped;

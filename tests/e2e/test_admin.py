@@ -68,6 +68,8 @@ class AdminTest(unittest.TestCase):
         self.assertEqual((r.status, r.json()), (200, {"status": "ready"}))
 
     def test_health_detailed(self):
+        # /ready answers once a pooled connection has run its query: the pool is up
+        self.assertEqual(request(self.srv, "GET", "/ready").status, 200)
         d = request(self.srv, "GET", "/health/detailed", admin=True).json()
         self.assertEqual(d["status"], "ok")
         self.assertEqual(d["database"]["configured"], True)

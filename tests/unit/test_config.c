@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <cmocka.h>
 #include <netinet/in.h>
@@ -35,7 +36,10 @@ static void test_defaults(void **state)
     assert_int_equal(c.n_cors_origins, 2);
     assert_string_equal(c.cors_origins[0], "http://localhost:5175");
     assert_string_equal(c.cors_origins[1], "https://blossomer-gtm-app.onrender.com");
-    assert_int_equal(c.workers, 1);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);   /* one worker per CPU */
+    assert_int_equal(c.workers, cpus < 1 ? 1 : cpus > 256 ? 256 : cpus);
+    assert_int_equal(c.listen.fd, -1);
+    assert_int_equal(c.tls_listen.fd, -1);
     config_free(&c);
 }
 
