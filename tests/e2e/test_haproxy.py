@@ -198,7 +198,10 @@ class HAProxyTest(unittest.TestCase):
             for t in threads:
                 t.join(30)
 
-        self.assertEqual(failures, [], "client requests failed through haproxy:\n" + self.proxy.output()[-3000:])
+        if failures:
+            odd = [l for l in self.proxy.output().splitlines() if " ---- " not in l]
+            self.fail("client requests failed through haproxy: %r\nhaproxy's unusual lines:\n%s\n"
+                      "stopped gtmd's last lines:\n%s" % (failures, "\n".join(odd[-40:]), "\n".join(victim.lines[-15:])))
         with lock:
             done = list(ops)
         before = [o for o in done if o[1] < t_signal]
