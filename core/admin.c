@@ -56,6 +56,10 @@ static void ready_checked(void *arg, const struct pg_result *res)
 static void route_ready(void *state, struct gtm_req *r)
 {
     struct server *srv = state;
+    if (srv->leaving) {
+        response_error(r, 503, "The server is shutting down");
+        return;
+    }
     if (!srv->pg) {
         response_error(r, 503, "The database is not configured: set DATABASE_URL");
         return;

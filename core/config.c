@@ -323,6 +323,14 @@ int config_load(struct config *c, char *err, size_t errlen)
         env_seconds("GTM_GENERATE_TIMEOUT", 120, &c->generate_timeout, err, errlen) < 0) {
         return -1;
     }
+    v = getenv("GTM_DRAIN_DELAY");
+    if (v && strcmp(v, "0") == 0) {
+        c->drain_delay = 0;
+    } else if (env_seconds("GTM_DRAIN_DELAY", 0, &c->drain_delay, err, errlen) < 0) {
+        return -1;
+    } else if (c->drain_delay > 300) {
+        FAIL("GTM_DRAIN_DELAY: at most 300 seconds, got '%s'", v);
+    }
 
     c->log_level = LOG_INFO;
     v = getenv("GTM_LOG_LEVEL");

@@ -24,7 +24,7 @@ static void usage(FILE *out)
             "Settings come from the environment: GTM_LISTEN (default 127.0.0.1:8000),\n"
             "GTM_TLS_LISTEN with GTM_TLS_CERT and GTM_TLS_KEY, GTM_MODULE_DIR, GTM_MAX_BODY,\n"
             "GTM_MAX_CONNECTIONS, GTM_HEADER_TIMEOUT, GTM_BODY_TIMEOUT, GTM_IDLE_TIMEOUT,\n"
-            "GTM_SHUTDOWN_TIMEOUT, GTM_LOG_LEVEL, CORS_ORIGINS, DATABASE_URL, GTM_SQL_DIR.\n"
+            "GTM_SHUTDOWN_TIMEOUT, GTM_DRAIN_DELAY, GTM_LOG_LEVEL, CORS_ORIGINS, DATABASE_URL, GTM_SQL_DIR.\n"
             "See README.md.\n");
 }
 

@@ -100,10 +100,27 @@ static void on_sighup(uv_signal_t *h, int signum)
     log_msg(LOG_WARN, NULL, NULL, "SIGHUP: module hot swap is not built yet; nothing reloaded");
 }
 
+static void on_drain_delay_over(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    log_msg(LOG_INFO, NULL, NULL, "drain delay over: shutting down gracefully");
+    server_shutdown(srv);
+}
+
+/* With GTM_DRAIN_DELAY, the first signal only fails /ready, so that a load
+ * balancer stops sending before the listeners close; a second one goes on. */
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *srv = h->data;
-    log_msg(LOG_INFO, NULL, NULL, "%s: shutting down gracefully", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (!srv->leaving && srv->cfg->drain_delay > 0) {
+        srv->leaving = true;
+        log_msg(LOG_INFO, NULL, NULL, "%s: /ready answers 503 for %.3g s, then shutting down gracefully", name,
+                srv->cfg->drain_delay);
+        uv_timer_start(&srv->drain_timer, on_drain_delay_over, (uint64_t)(srv->cfg->drain_delay * 1000.0), 0);
+        return;
+    }
+    log_msg(LOG_INFO, NULL, NULL, "%s: shutting down gracefully", name);
     server_shutdown(srv);
 }
 
@@ -132,6 +149,7 @@ static void server_finish(struct server *srv)
     srv->stopped = true;
     uv_timer_stop(&srv->shutdown_timer);
     uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sighup, NULL);
@@ -164,6 +182,8 @@ void server_shutdown(struct server *srv)
         return;
     }
     srv->draining = true;
+    srv->leaving = true;
+    uv_timer_stop(&srv->drain_timer);
     listener_close(&srv->plain);
     listener_close(&srv->secure);
     listener_close(&srv->admin);
@@ -314,6 +334,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
 
     uv_timer_init(loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
+    uv_timer_init(loop, &srv->drain_timer);
+    srv->drain_timer.data = srv;
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     srv->sigterm.data = srv->sigint.data = srv;

@@ -57,6 +57,8 @@ struct server {
     struct buf scratch;          /* response serialisation */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer;
+    uv_timer_t drain_timer;
+    bool leaving;                   /* a stop was asked for: /ready answers 503 */
     bool draining;
     bool stopped;
     int exit_code;

@@ -104,7 +104,7 @@ class SettingsTest(unittest.TestCase):
         for p in ("OPENAI", "ANTHROPIC", "GEMINI"):
             for s in ("API_KEY", "BASE_URL", "MODEL"):
                 self.assertIn("%s_%s" % (p, s), env)
-        contract = "/work/shared/CONTRACT.md"
+        contract = os.path.join(ROOT, "..", "shared", "CONTRACT.md")
         if os.path.exists(contract):
             with open(contract, encoding="utf-8") as f:
                 sect = f.read().split("## 5.", 1)[1].split("\n## ", 1)[0]

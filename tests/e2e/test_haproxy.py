@@ -84,7 +84,8 @@ class HAProxyTest(unittest.TestCase):
         self.addCleanup(self.db.__exit__, None, None, None)
         self.stack = FakeStack()
         self.addCleanup(self.stack.close)
-        env = dict(self.stack.env(), DATABASE_URL=self.db.url)
+        # the drain delay outlasts the health check's inter*fall (deploy/haproxy.cfg)
+        env = dict(self.stack.env(), DATABASE_URL=self.db.url, GTM_DRAIN_DELAY="1.5")
         self.gtmd = []
         for _ in range(2):
             srv = Server(env=env, module_dir=os.environ["MODULE_DIR"])
@@ -126,7 +127,7 @@ class HAProxyTest(unittest.TestCase):
 
     def test_graceful_stop_under_load(self):
         self.wait_both_up()
-        lock = threading.Lock()
+        lock = threading.Condition()
         ops = []           # (t_start, t_end, kind, status, served_by, req_id)
         failures = []
         created = []       # (auth, id)
@@ -160,6 +161,7 @@ class HAProxyTest(unittest.TestCase):
                     t1 = time.monotonic()
                     with lock:
                         ops.append((t0, t1, kind, status, by, rid))
+                        lock.notify_all()
                         if not ok:
                             failures.append((rid, status, by, body[:300]))
                     if not ok:
@@ -172,17 +174,16 @@ class HAProxyTest(unittest.TestCase):
         start = time.monotonic()
 
         def count(pred):
-            with lock:
+            with lock:   # re-entrant: wait_until calls it holding the lock
                 return sum(1 for o in ops if pred(o))
 
         def wait_until(pred, what):
-            while not pred():
-                if time.monotonic() - start > DEADLINE:
-                    stop.set()
-                    self.fail("timed out waiting for %s; failures so far: %r" % (what, failures[:5]))
-                if failures and len(failures) > 20:
-                    break
-                time.sleep(0.02)
+            with lock:
+                done = lock.wait_for(lambda: pred() or len(failures) > 20,
+                                     max(0.0, DEADLINE - (time.monotonic() - start)))
+            if not done:
+                stop.set()
+                self.fail("timed out waiting for %s; failures so far: %r" % (what, failures[:5]))
 
         try:
             wait_until(lambda: count(lambda o: True) >= BEFORE, "%d operations before the stop" % BEFORE)
@@ -210,6 +211,9 @@ class HAProxyTest(unittest.TestCase):
         self.assertGreaterEqual(len(after), AFTER)
         self.assertEqual({o[4] for o in after}, {"gtmd2"}, "after the stop only the survivor answers")
         # gtmd's own logs agree with the header: the survivor logged every one of them.
+        # (a log line may reach the pipe just after its response reaches the client)
+        want = {o[5] for o in after}
+        survivor.wait_for(lambda: want <= {r.get("req_id") for r in survivor.records()}, 10)
         survivor_ids = {r.get("req_id") for r in survivor.records()}
         victim_ids = {r.get("req_id") for r in victim.records()}
         self.assertEqual([o[5] for o in after if o[5] not in survivor_ids], [])

@@ -33,7 +33,8 @@ class CommandLineTest(unittest.TestCase):
 
     def test_bad_settings_exit_2_naming_the_variable(self):
         for var, value in (("GTM_MAX_BODY", "lots"), ("GTM_LISTEN", "nowhere"), ("GTM_WORKERS", "-1"),
-                           ("GTM_IDLE_TIMEOUT", "soon"), ("CORS_ORIGINS", "not an origin")):
+                           ("GTM_IDLE_TIMEOUT", "soon"), ("CORS_ORIGINS", "not an origin"),
+                           ("GTM_DRAIN_DELAY", "-1"), ("GTM_DRAIN_DELAY", "301")):
             r = self.run_gtmd("serve", env={var: value})
             self.assertEqual(r.returncode, 2, var)
             lines = r.stderr.strip().splitlines()
@@ -95,6 +96,32 @@ class ShutdownTest(unittest.TestCase):
             self.assertLess(took, 5)
             t.join(10)
             self.assertTrue(out["e"])
+
+    def test_drain_delay_fails_ready_then_stops(self):
+        with Server(env={"GTM_DRAIN_DELAY": "0.6"}) as srv:
+            before = request(srv, "GET", "/ready")
+            self.assertEqual(before.status, 503)
+            self.assertIn(b"DATABASE_URL", before.body)
+            t0 = time.monotonic()
+            srv.proc.send_signal(signal.SIGTERM)
+            self.assertTrue(srv.wait_log(lambda rec: "/ready answers 503" in rec.get("msg", "")))
+            # still serving, but telling load balancers to go elsewhere
+            r = request(srv, "GET", "/ready")
+            self.assertEqual(r.status, 503)
+            self.assertIn(b"shutting down", r.body)
+            self.assertEqual(request(srv, "GET", "/health").status, 200)
+            self.assertEqual(srv.wait_exit(), 0)
+            self.assertGreaterEqual(time.monotonic() - t0, 0.6)
+            self.assertTrue(any("drain delay over" in rec.get("msg", "") for rec in srv.records()))
+
+    def test_a_second_signal_skips_the_drain_delay(self):
+        with Server(env={"GTM_DRAIN_DELAY": "120"}) as srv:
+            srv.proc.send_signal(signal.SIGTERM)
+            self.assertTrue(srv.wait_log(lambda rec: "/ready answers 503" in rec.get("msg", "")))
+            t0 = time.monotonic()
+            srv.proc.send_signal(signal.SIGINT)
+            self.assertEqual(srv.wait_exit(), 0)
+            self.assertLess(time.monotonic() - t0, 10)
 
     def _fetch_expect_close(self, srv, up):
         c = Conn(srv.connect())
