@@ -1,6 +1,7 @@
 /* The operator routes: /ready on the public listeners (load balancers ask
  * it), /health/detailed and /metrics only on GTM_ADMIN_LISTEN (they show
- * what the public need not see). */
+ * what the public need not see), and POST /admin/reload there for gtmd reload. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,9 +120,13 @@ static void route_health_detailed(void *state, struct gtm_req *r)
     }
     json_t *modules = json_array();
     for (const struct gtm_mod *m = srv->mods; m; m = m->next) {
-        json_array_append_new(modules, json_pack("{ss ss sI ss}", "name", module_name(m), "version",
-                                                 m->desc->version ? m->desc->version : "", "generation",
-                                                 (json_int_t)m->generation, "path", m->path));
+        json_t *mod = json_pack("{ss ss sI ss}", "name", module_name(m), "version",
+                                m->desc->version ? m->desc->version : "", "generation", (json_int_t)m->generation,
+                                "path", m->path);
+        if (mod && m->reload_error) {
+            json_object_set_new(mod, "reload_error", json_string(m->reload_error));
+        }
+        json_array_append_new(modules, mod);
     }
     json_object_set_new(doc, "status", json_string(healthy ? "ok" : "degraded"));
     json_object_set_new(doc, "version", json_string(GTM_VERSION));
@@ -207,8 +212,29 @@ static void route_metrics(void *state, struct gtm_req *r)
         buf_printf(&o, "gtm_module_info{name=\"%s\",version=\"%s\",generation=\"%u\"} 1\n", module_name(m),
                    m->desc->version ? m->desc->version : "", m->generation);
     }
+    buf_printf(&o, "# HELP gtm_module_reloads_total Module files loaded by SIGHUP, by outcome.\n"
+                   "# TYPE gtm_module_reloads_total counter\n"
+                   "gtm_module_reloads_total{outcome=\"ok\"} %llu\ngtm_module_reloads_total{outcome=\"refused\"} %llu\n",
+               (unsigned long long)srv->module_reloads, (unsigned long long)srv->module_reload_failures);
     response_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf_head(&o), buf_pending(&o));
     buf_free(&o);
+}
+
+/* gtmd reload: the same as SIGHUP to the master (or to the only process). */
+static void route_reload(void *state, struct gtm_req *r)
+{
+    struct server *srv = state;
+    pid_t target = srv->cfg->workers > 1 ? getppid() : getpid();
+    if (srv->draining || srv->leaving) {
+        response_error(r, 503, "The server is shutting down");
+        return;
+    }
+    if (kill(target, SIGHUP) < 0) {
+        response_error(r, 500, "Cannot signal the server: kill failed");
+        return;
+    }
+    response_json(r, 202, json_pack("{ss sI ss}", "status", "reloading", "pid", (json_int_t)target, "module_dir",
+                                    srv->cfg->module_dir));
 }
 
 static void route_health(void *state, struct gtm_req *r)
@@ -226,7 +252,8 @@ int admin_routes_add(struct server *srv, char *err, size_t errlen)
         router_add(&srv->admin_router, "/ready", GTM_GET, route_ready, srv, 0, NULL, NULL, err, errlen) < 0 ||
         router_add(&srv->admin_router, "/health/detailed", GTM_GET, route_health_detailed, srv, 0, NULL, NULL, err,
                    errlen) < 0 ||
-        router_add(&srv->admin_router, "/metrics", GTM_GET, route_metrics, srv, 0, NULL, NULL, err, errlen) < 0) {
+        router_add(&srv->admin_router, "/metrics", GTM_GET, route_metrics, srv, 0, NULL, NULL, err, errlen) < 0 ||
+        router_add(&srv->admin_router, "/admin/reload", GTM_POST, route_reload, srv, 0, NULL, NULL, err, errlen) < 0) {
         return -1;
     }
     return 0;

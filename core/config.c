@@ -378,3 +378,14 @@ void config_free(struct config *c)
     c->cors_origins = NULL;
     c->n_cors_origins = 0;
 }
+
+int config_load_cli(struct config *c)
+{
+    char err[1024];
+    if (config_load(c, err, sizeof err) < 0) {
+        fprintf(stderr, "gtmd: %s\n", err);
+        config_free(c);
+        return 2;
+    }
+    return 0;
+}

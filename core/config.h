@@ -43,6 +43,8 @@ struct config {
 
 /* Fills c from the environment.  0, or -1 with a one-line reason in err. */
 int config_load(struct config *c, char *err, size_t errlen);
+/* For the commands: 0, or 2 after printing the reason and freeing c. */
+int config_load_cli(struct config *c);
 void config_free(struct config *c);
 
 /* Parsers, exposed for tests.  Each returns 0 or -1. */

@@ -11,6 +11,7 @@
 #include "gtm_paths.h"
 #include "log.h"
 #include "master.h"
+#include "reload_cmd.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -18,6 +19,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: gtmd [serve]      serve the API (the default)\n"
             "       gtmd migrate      apply the sql/ migrations to DATABASE_URL and exit\n"
+            "       gtmd reload       ask the running gtmd (on GTM_ADMIN_LISTEN) to reload changed modules\n"
             "       gtmd --version    print the version and module ABI\n"
             "       gtmd --help       this text\n"
             "\n"
@@ -48,10 +50,7 @@ static int worker_main(struct config *cfg)
 static int serve(void)
 {
     struct config cfg;
-    char err[512];
-    if (config_load(&cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "gtmd: %s\n", err);
-        config_free(&cfg);
+    if (config_load_cli(&cfg) != 0) {
         return 2;
     }
     log_set_level(cfg.log_level);
@@ -83,9 +82,7 @@ static int migrate(void)
 {
     struct config cfg;
     char err[1024];
-    if (config_load(&cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "gtmd: %s\n", err);
-        config_free(&cfg);
+    if (config_load_cli(&cfg) != 0) {
         return 2;
     }
     int rc = 0;
@@ -122,6 +119,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "migrate") == 0) {
         return migrate();
+    }
+    if (strcmp(cmd, "reload") == 0) {
+        return reload_command();
     }
     fprintf(stderr, "gtmd: unknown command '%s'\n", cmd);
     usage(stderr);

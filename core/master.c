@@ -63,7 +63,7 @@ static pid_t spawn(struct config *cfg, worker_main_fn worker_main, const sigset_
     if (getppid() == 1) {
         _exit(0);   /* the master died before the line above */
     }
-    signal(SIGHUP, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);   /* until the worker's loop takes it over */
     log_set_worker((int)getpid());
     sigprocmask(SIG_SETMASK, old_mask, NULL);
     int rc = worker_main(cfg);
@@ -160,8 +160,13 @@ int master_run(struct config *cfg, worker_main_fn worker_main)
             }
             stopping = true;
             stop_all(cfg, slots, n);
-        } else if (sig == SIGHUP) {
-            log_msg(LOG_WARN, NULL, NULL, "SIGHUP: module hot swap is not built yet; nothing reloaded");
+        } else if (sig == SIGHUP && !stopping) {
+            log_msg(LOG_INFO, NULL, NULL, "SIGHUP: each worker reloads the modules that changed");
+            for (int i = 0; i < n; i++) {
+                if (slots[i].pid > 0) {
+                    kill(slots[i].pid, SIGHUP);
+                }
+            }
         }
         /* SIGCHLD, or any wake-up: reap every worker that has ended */
         int status;

@@ -95,9 +95,14 @@ static void raise_fd_limit(void)
 
 static void on_sighup(uv_signal_t *h, int signum)
 {
-    (void)h;
+    struct server *srv = h->data;
     (void)signum;
-    log_msg(LOG_WARN, NULL, NULL, "SIGHUP: module hot swap is not built yet; nothing reloaded");
+    if (srv->draining) {
+        return;
+    }
+    int n = modules_reload_dir(srv, srv->cfg->module_dir);
+    log_msg(LOG_INFO, NULL, NULL, "SIGHUP: %d module file%s (re)loaded from %s", n < 0 ? 0 : n, n == 1 ? "" : "s",
+            srv->cfg->module_dir);
 }
 
 static void on_drain_delay_over(uv_timer_t *t)
@@ -342,6 +347,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_init(loop, &srv->sighup);
+    srv->sighup.data = srv;
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     return 0;
 }

@@ -37,6 +37,8 @@ struct server {
     struct conn *conns;          /* doubly linked list of live connections */
     unsigned n_conns;
     uint64_t n_requests;
+    uint64_t module_reloads;        /* files (re)loaded by SIGHUP */
+    uint64_t module_reload_failures;
     uint64_t refused_conns;
     struct router router;
     struct router admin_router;  /* /metrics, /health/detailed: GTM_ADMIN_LISTEN only */

@@ -443,14 +443,19 @@ void request_dispatch(struct gtm_req *r)
     const struct router *routes = r->conn && r->conn->admin ? &srv->admin_router : &srv->router;
     int res = router_match(routes, r->path, r->method, &m);
     if (res == ROUTE_FOUND) {
-        r->route = m.entry;
+        /* strings the table owns are copied; the module's stay mapped while we hold it */
+        r->route_copy = *m.entry;
+        r->route_copy.pattern = arena_strdup(&r->arena, m.entry->pattern);
+        r->route_copy.n_segs = 0;
+        memset(r->route_copy.segs, 0, sizeof r->route_copy.segs);
+        r->route = &r->route_copy;
         if (m.entry->mod) {
             r->mod = m.entry->mod;
             module_ref(r->mod);
         }
         r->n_params = m.n_params;
         for (unsigned i = 0; i < m.n_params; i++) {
-            r->param_names[i] = m.names[i];
+            r->param_names[i] = arena_strdup(&r->arena, m.names[i]);
             r->param_values[i] = arena_strndup(&r->arena, m.values[i], m.value_lens[i]);
         }
         request_advance(r);

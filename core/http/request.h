@@ -61,7 +61,8 @@ struct gtm_req {
     /* after dispatch */
     char *path;                     /* decoded */
     char *query;                    /* raw, after '?', or NULL */
-    const struct route_entry *route;
+    const struct route_entry *route;   /* &route_copy: a hot swap may rewrite the table meanwhile */
+    struct route_entry route_copy;
     struct gtm_mod *mod;            /* the route's module (holds a reference) */
     unsigned n_params;
     const char *param_names[ROUTE_MAX_PARAMS];

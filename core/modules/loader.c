@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "server.h"
@@ -33,6 +35,8 @@ static void module_destroy(struct gtm_mod *m)
         dlclose(m->dl);
     }
     free(m->path);
+    free(m->src);
+    free(m->reload_error);
     free(m);
 }
 
@@ -51,7 +55,8 @@ static const char *base_name(const char *path)
 
 /* Checks a descriptor before any of the module's code other than the entry
  * function runs.  0, or -1 with the reason. */
-static int check_descriptor(const struct gtm_module *d, struct server *srv, char *err, size_t errlen)
+static int check_descriptor(const struct gtm_module *d, struct server *srv, const struct gtm_mod *replacing,
+                            char *err, size_t errlen)
 {
     if (!d) {
         snprintf(err, errlen, "gtm_module_v1() returned no descriptor");
@@ -94,8 +99,13 @@ static int check_descriptor(const struct gtm_module *d, struct server *srv, char
         snprintf(err, errlen, "module %s declares %zu routes but no table", d->name, d->n_routes);
         return -1;
     }
+    if (replacing && strcmp(module_name(replacing), d->name) != 0) {
+        snprintf(err, errlen, "the new file names its module %s, the running one is %s", d->name,
+                 module_name(replacing));
+        return -1;
+    }
     for (struct gtm_mod *m = srv->mods; m; m = m->next) {
-        if (m->live && strcmp(module_name(m), d->name) == 0) {
+        if (m != replacing && m->live && strcmp(module_name(m), d->name) == 0) {
             snprintf(err, errlen, "a module named %s is already loaded from %s", d->name, m->path);
             return -1;
         }
@@ -118,72 +128,211 @@ static void explain_missing_entry(void *dl, char *err, size_t errlen)
     snprintf(err, errlen, "no %s entry point: not a gtmd module", GTM_MODULE_ENTRY_V1);
 }
 
-int module_load(struct server *srv, const char *path, char *err, size_t errlen)
+/* A checked and initialised instance whose routes are not in the table yet,
+ * or NULL with the reason. */
+static struct gtm_mod *module_open(struct server *srv, const char *path, const struct gtm_mod *replacing, char *err,
+                                   size_t errlen)
 {
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *why = dlerror();
         snprintf(err, errlen, "cannot load: %s", why ? why : "unknown dlopen error");
-        return -1;
+        return NULL;
     }
     gtm_module_v1_fn entry;
     *(void **)&entry = dlsym(dl, GTM_MODULE_ENTRY_V1);
     if (!entry) {
         explain_missing_entry(dl, err, errlen);
         dlclose(dl);
-        return -1;
+        return NULL;
     }
     const struct gtm_module *d = entry();
-    if (check_descriptor(d, srv, err, errlen) < 0) {
+    if (check_descriptor(d, srv, replacing, err, errlen) < 0) {
         dlclose(dl);
-        return -1;
+        return NULL;
     }
     struct gtm_mod *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         free(m);
         dlclose(dl);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
     m->srv = srv;
     m->desc = d;
     m->dl = dl;
-    m->generation = 1;
+    m->generation = replacing ? replacing->generation + 1 : 1;
     int rc = d->init(host_api(), m, &m->state);
     if (rc != 0) {
-        snprintf(err, errlen, "module %s %s: init failed (%d)", d->name, d->version ? d->version : "",
-                 rc);
+        snprintf(err, errlen, "module %s %s: init failed (%d)", d->name, d->version ? d->version : "", rc);
         free(m->path);
         free(m);
         dlclose(dl);
-        return -1;
+        return NULL;
     }
+    return m;
+}
+
+/* Undoes module_open for an instance that never served. */
+static void module_discard(struct gtm_mod *m)
+{
+    if (m->desc->fini) {
+        m->desc->fini(m->state);
+    }
+    dlclose(m->dl);
+    free(m->path);
+    free(m->src);
+    free(m);
+}
+
+/* All of m's routes, or none of them with the reason. */
+static int module_route(struct server *srv, struct gtm_mod *m, char *err, size_t errlen)
+{
+    const struct gtm_module *d = m->desc;
     for (size_t i = 0; i < d->n_routes; i++) {
         const struct gtm_route *rt = &d->routes[i];
         char why[256];
-        if (router_add(&srv->router, rt->pattern, rt->methods, rt->handler, NULL, rt->flags,
-                       rt->limit_key, m, why, sizeof why) < 0) {
+        if (router_add(&srv->router, rt->pattern, rt->methods, rt->handler, NULL, rt->flags, rt->limit_key, m, why,
+                       sizeof why) < 0) {
             snprintf(err, errlen, "module %s: %s", d->name, why);
             router_remove_module(&srv->router, m);
-            if (d->fini) {
-                d->fini(m->state);
-            }
-            free(m->path);
-            free(m);
-            dlclose(dl);
             return -1;
         }
+    }
+    return 0;
+}
+
+static void module_set_source(struct gtm_mod *m, const char *src, const struct stat *st)
+{
+    free(m->src);
+    m->src = src ? strdup(src) : NULL;
+    if (st) {
+        m->src_st = *st;
+    }
+}
+
+int module_load(struct server *srv, const char *path, char *err, size_t errlen)
+{
+    struct gtm_mod *m = module_open(srv, path, NULL, err, errlen);
+    if (!m) {
+        return -1;
+    }
+    if (module_route(srv, m, err, errlen) < 0) {
+        module_discard(m);
+        return -1;
     }
     m->live = true;
     m->refs = 1;    /* the table's */
     m->next = srv->mods;
     srv->mods = m;
-    if (d->authenticate && !srv->auth_mod) {
+    if (m->desc->authenticate && !srv->auth_mod) {
         srv->auth_mod = m;
     }
-    if (d->admit && !srv->admit_mod) {
+    if (m->desc->admit && !srv->admit_mod) {
         srv->admit_mod = m;
     }
+    return 0;
+}
+
+/* A private copy of path for dlopen, or -1 with the reason. */
+static int stage_copy(const char *path, char *out, size_t outlen, char *err, size_t errlen)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, outlen, "%s/gtmd-%d-XXXXXX.so", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    int dst = mkstemps(out, 3);
+    if (dst < 0) {
+        snprintf(err, errlen, "cannot stage a copy in %s: %s", tmp && *tmp ? tmp : "/tmp", strerror(errno));
+        return -1;
+    }
+    int src = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = src < 0 ? -1 : 0;
+    char buf[65536];
+    while (rc == 0) {
+        ssize_t n = read(src, buf, sizeof buf);
+        if (n == 0) {
+            break;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        for (ssize_t off = 0; n > 0 && off < n;) {
+            ssize_t w = write(dst, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR) {
+                continue;
+            }
+            if (w < 0) {
+                n = -1;
+                break;
+            }
+            off += w;
+        }
+        rc = n < 0 ? -1 : 0;
+    }
+    int saved = errno;
+    if (src >= 0) {
+        close(src);
+    }
+    if (close(dst) < 0 && rc == 0) {
+        saved = errno;
+        rc = -1;
+    }
+    if (rc < 0) {
+        unlink(out);
+        snprintf(err, errlen, "cannot copy %s: %s", path, strerror(saved));
+    }
+    return rc;
+}
+
+/* Replaces old with the file at src; old keeps serving when anything fails. */
+static int module_swap(struct server *srv, struct gtm_mod *old, const char *src, const struct stat *st, char *err,
+                       size_t errlen)
+{
+    char staged[4096];
+    if (stage_copy(src, staged, sizeof staged, err, errlen) < 0) {
+        return -1;
+    }
+    struct gtm_mod *m = module_open(srv, staged, old, err, errlen);
+    unlink(staged);   /* the mapping outlives the name */
+    if (!m) {
+        return -1;
+    }
+    router_remove_module(&srv->router, old);
+    if (module_route(srv, m, err, errlen) < 0) {
+        char again[256];
+        if (module_route(srv, old, again, sizeof again) < 0) {
+            log_msg(LOG_ERROR, NULL, module_name(old), "module %s: its routes could not be restored: %s",
+                    module_name(old), again);
+        }
+        module_discard(m);
+        return -1;
+    }
+    module_set_source(m, src, st);
+    char *shown = strdup(src);
+    if (shown) {
+        free(m->path);
+        m->path = shown;
+    }
+    m->live = true;
+    m->refs = 1;    /* the table's */
+    for (struct gtm_mod **p = &srv->mods; *p; p = &(*p)->next) {
+        if (*p == old) {
+            m->next = old->next;
+            *p = m;
+            break;
+        }
+    }
+    if (srv->auth_mod == old) {
+        srv->auth_mod = m->desc->authenticate ? m : NULL;
+    }
+    if (srv->admit_mod == old) {
+        srv->admit_mod = m->desc->admit ? m : NULL;
+    }
+    old->live = false;
+    old->next = NULL;
+    log_msg(LOG_INFO, NULL, m->desc->name, "module %s %s reloaded from %s (generation %u); %u users still on %s",
+            m->desc->name, m->desc->version ? m->desc->version : "", src, m->generation, old->refs - 1,
+            old->desc->version ? old->desc->version : "the old one");
+    module_unref(old);   /* finalised now, or when its last request or call is done */
     return 0;
 }
 
@@ -192,7 +341,8 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int modules_load_dir(struct server *srv, const char *dir)
+/* The *.so names in dir, sorted; -1 when dir cannot be read. */
+static ssize_t list_modules(const char *dir, char ***out)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -223,23 +373,91 @@ int modules_load_dir(struct server *srv, const char *dir)
     if (n > 1) {
         qsort(names, n, sizeof *names, cmp_names);
     }
-    int loaded = 0;
-    for (size_t i = 0; i < n; i++) {
-        char path[4096], err[512];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (module_load(srv, path, err, sizeof err) == 0) {
-            const struct gtm_module *md = srv->mods->desc;
-            log_msg(LOG_INFO, NULL, md->name, "module %s %s loaded from %s (ABI %u.%u, %zu routes)",
-                    md->name, md->version ? md->version : "", path, md->abi_major, md->abi_minor,
-                    md->n_routes);
-            loaded++;
-        } else {
-            log_msg(LOG_ERROR, NULL, NULL, "module %s refused: %s", base_name(path), err);
+    *out = names;
+    return (ssize_t)n;
+}
+
+static void log_loaded(const struct gtm_mod *m, const char *path)
+{
+    const struct gtm_module *md = m->desc;
+    log_msg(LOG_INFO, NULL, md->name, "module %s %s loaded from %s (ABI %u.%u, %zu routes)", md->name,
+            md->version ? md->version : "", path, md->abi_major, md->abi_minor, md->n_routes);
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* One file of the directory: loaded, swapped in, unchanged (1, 0 or 0) or refused (-1). */
+static int scan_file(struct server *srv, const char *path, bool reload)
+{
+    char err[512];
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        return 0;   /* renamed away since the listing */
+    }
+    struct gtm_mod *old = NULL;
+    for (struct gtm_mod *m = srv->mods; reload && m; m = m->next) {
+        if (m->live && m->src && strcmp(m->src, path) == 0) {
+            old = m;
         }
+    }
+    if (old && same_file(&old->src_st, &st)) {
+        return 0;
+    }
+    if (old ? module_swap(srv, old, path, &st, err, sizeof err) == 0 : module_load(srv, path, err, sizeof err) == 0) {
+        if (!old) {
+            module_set_source(srv->mods, path, &st);
+            log_loaded(srv->mods, path);
+        }
+        return 1;
+    }
+    log_msg(LOG_ERROR, NULL, NULL, "module %s refused%s: %s%s", base_name(path), reload ? " on reload" : "", err,
+            old ? "; the running instance keeps serving" : "");
+    if (old) {
+        /* said once per file version, not at every reload */
+        old->src_st = st;
+        free(old->reload_error);
+        old->reload_error = strdup(err);
+    }
+    return -1;
+}
+
+static int scan_dir(struct server *srv, const char *dir, bool reload)
+{
+    char **names;
+    ssize_t n = list_modules(dir, &names);
+    if (n < 0) {
+        if (reload) {
+            log_msg(LOG_ERROR, NULL, NULL, "reload: cannot read GTM_MODULE_DIR %s: %s", dir, strerror(errno));
+        }
+        return -1;
+    }
+    int done = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         free(names[i]);
+        int rc = scan_file(srv, path, reload);
+        done += rc > 0;
+        if (reload && rc != 0) {
+            *(rc > 0 ? &srv->module_reloads : &srv->module_reload_failures) += 1;
+        }
     }
     free(names);
-    return loaded;
+    return done;
+}
+
+int modules_load_dir(struct server *srv, const char *dir)
+{
+    return scan_dir(srv, dir, false);
+}
+
+int modules_reload_dir(struct server *srv, const char *dir)
+{
+    return scan_dir(srv, dir, true);
 }
 
 void modules_unload_all(struct server *srv)

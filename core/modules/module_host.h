@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "gtm/gtm.h"
 
@@ -18,6 +19,9 @@ struct gtm_mod {
     unsigned refs;              /* routes in the table, requests, async operations */
     unsigned generation;
     bool live;                  /* its routes are in the table */
+    char *src;                  /* the file in GTM_MODULE_DIR it came from */
+    struct stat src_st;         /* that file as it was when loaded: a reload compares */
+    char *reload_error;         /* why the last reload of src was refused, or NULL */
     struct gtm_mod *next;
 };
 
@@ -31,6 +35,14 @@ void module_unref(struct gtm_mod *m);
 int modules_load_dir(struct server *srv, const char *dir);
 /* Loads one file.  0, or -1 with the reason in err. */
 int module_load(struct server *srv, const char *path, char *err, size_t errlen);
+/* SIGHUP: loads every *.so in dir that is new or changed since it was
+ * loaded.  A changed file is copied to a unique path (dlopen caches by path),
+ * loaded, checked and initialised before its routes replace the old
+ * instance's; requests already running finish on the old one, which is
+ * finalised when its last user is done.  A file that is refused leaves the old
+ * instance serving and the reason in reload_error.  Returns how many were
+ * (re)loaded, or -1 when dir cannot be read. */
+int modules_reload_dir(struct server *srv, const char *dir);
 /* Retires every instance (fini runs when its last user is done). */
 void modules_unload_all(struct server *srv);
 
