@@ -10,58 +10,29 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-. deploy/lib.sh
 
 die() { printf 'bench/rest.sh: %s\n' "$*" >&2; exit 1; }
 DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNS:-64}
 [[ $DURATION =~ ^[0-9]+$ && $CONNS =~ ^[0-9]+$ ]] || die "BENCH_DURATION and BENCH_CONNS must be whole numbers"
 
-if [[ -z ${GTM_BENCH_INSIDE:-} ]]; then
-    ensure_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}" || die "missing packages"
-    if [[ -z ${GTMD_BIN:-} ]]; then
-        meson_setup build --buildtype=debugoptimized >/dev/null
-        ninja -C build --quiet
-    fi
-    export GTM_BENCH_INSIDE=1
-    exec pg_virtualenv -t -- "$0" "$@"
-fi
+. bench/lib.sh
+bench_in_cluster "$0" "$@"
 
 GTMD=${GTMD_BIN:-build/gtmd}
-TMP=$(mktemp -d -t gtmd-rest-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+bench_scratch rest
 
 DB=gtm_bench
-psql -qX -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="postgresql://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB"
-"$GTMD" migrate >/dev/null
+bench_database "$DB"
 
-# a JWKS like Stack Auth's and a token for one user
-mkfifo "$TMP/stack.in"
-"$PY" bench/fake_stack.py <"$TMP/stack.in" >"$TMP/stack.json" &
-PIDS+=($!)
-exec 7>"$TMP/stack.in"
-for _ in $(seq 100); do [[ -s $TMP/stack.json ]] && break; sleep 0.1; done
-[[ -s $TMP/stack.json ]] || die "the fake Stack Auth did not start"
-read -r TOKEN USER_ID STACK_ENV < <("$PY" -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-print(d["token"], d["user_id"], " ".join("%s=%s" % kv for kv in d["env"].items()))' "$TMP/stack.json")
+bench_fake_stack
 
 PORT=18090
 env $STACK_ENV GTM_LISTEN=127.0.0.1:$PORT GTM_ADMIN_LISTEN=off GTM_WORKERS=1 GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} \
     "$GTMD" serve 2>"$TMP/gtmd.log" &
 GTMD_PID=$!
 PIDS+=($GTMD_PID)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$TMP/gtmd.log" >&2; die "gtmd did not start"; }
+bench_wait_gtmd "$PORT"
 
 BODY='{"company_name":"Acme","company_url":"https://acme.example","description":"Anvils.","capabilities":["Anvils: heavy"],"objections":["Price"],"metadata":{}}'
 CID=$(curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \

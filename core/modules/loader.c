@@ -287,6 +287,7 @@ static int stage_copy(const char *path, char *out, size_t outlen, char *err, siz
 static int module_swap(struct server *srv, struct gtm_mod *old, const char *src, const struct stat *st, char *err,
                        size_t errlen)
 {
+    uint64_t t0 = now_ns();
     char staged[4096];
     if (stage_copy(src, staged, sizeof staged, err, errlen) < 0) {
         return -1;
@@ -329,8 +330,9 @@ static int module_swap(struct server *srv, struct gtm_mod *old, const char *src,
     }
     old->live = false;
     old->next = NULL;
-    log_msg(LOG_INFO, NULL, m->desc->name, "module %s %s reloaded from %s (generation %u); %u users still on %s",
-            m->desc->name, m->desc->version ? m->desc->version : "", src, m->generation, old->refs - 1,
+    log_msg(LOG_INFO, NULL, m->desc->name,
+            "module %s %s reloaded from %s (generation %u) in %.2f ms; %u users still on %s", m->desc->name,
+            m->desc->version ? m->desc->version : "", src, m->generation, (double)(now_ns() - t0) / 1e6, old->refs - 1,
             old->desc->version ? old->desc->version : "the old one");
     module_unref(old);   /* finalised now, or when its last request or call is done */
     return 0;
