@@ -337,8 +337,14 @@ void auth_validate(void *state, struct gtm_req *req)
             key = authz + 7;
         }
     }
-    if (!key && !h->fail_if_invalid(req)) {
-        h->add_error(req, "missing", json_pack("[ss]", "body", "api_key"), "Field required", NULL, NULL);
+    if (!key) {
+        /* the body's own errors when it had some (they are answered and
+         * cleared by the first call), else the missing field */
+        if (!h->fail_if_invalid(req)) {
+            h->add_error(req, "missing", json_pack("[ss]", "body", "api_key"), "Field required", NULL, NULL);
+            h->fail_if_invalid(req);
+        }
+        return;
     }
     if (h->fail_if_invalid(req)) {
         return;

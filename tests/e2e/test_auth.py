@@ -228,6 +228,16 @@ class AuthTest(unittest.TestCase):
             r = self.get("/api/companies", {"X-API-Key": k})
             self.assertEqual((r.status, r.json()), (401, {"detail": "Invalid API key"}), k)
 
+    def test_validate_bad_bodies(self):
+        # each of these once took the server down (the key was read after its 422 went out)
+        cases = [({}, ["body", "api_key"], "missing"), ({"api_key": 5}, ["body", "api_key"], "string_type"),
+                 (["k"], ["body"], "model_attributes_type"), ('{"api_key": ', ["body", 12], "json_invalid")]
+        for body, loc, kind in cases:
+            r = request(self.srv, "POST", "/api/auth/validate", body=body)
+            self.assertEqual(r.status, 422, (body, r.body))
+            self.assertEqual((r.json()["detail"][0]["loc"], r.json()["detail"][0]["type"]), (loc, kind), body)
+        self.assertEqual(request(self.srv, "GET", "/health").status, 200)
+
     def test_signup_stays_501(self):
         r = request(self.srv, "POST", "/api/auth/signup", body={"email": "a@b.example"})
         self.assertEqual(r.status, 501)
