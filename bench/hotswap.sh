@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Hot swap benchmark: wrk with a valid Bearer token against
-# GET /api/companies/{id}, first without swaps, then while the company module
-# is swapped 20 times (gtmd reload, alternating build/modules/company.so and
+# Hot swap benchmark: two wrk clients at once, one on a CRUD route
+# (GET /api/companies/{id} with a valid Bearer token) and one on a generate
+# route (POST /demo/companies/generate-ai against a fake OpenAI), first
+# without swaps, then while the company module (which serves both) is swapped
+# 20 times (gtmd reload, alternating build/modules/company.so and
 # build/modules/alt/company.so, whose versions differ) with one broken file
 # among them.  Prints failed or reset requests (goal 0), p99 during swaps
-# against without (goal under 2x) and the versions each swap installed.
+# against without (goal under 2x), and how many answers each version gave
+# (read from each response's x-gtm-module header).
 # Runs inside a throwaway cluster (pg_virtualenv) and leaves nothing behind.
 #
-# Environment (optional): BENCH_DURATION [10] seconds per run, BENCH_CONNS [64],
-# GTM_PG_POOL_SIZE [8] connections gtmd keeps.
+# Environment (optional): BENCH_DURATION [10] seconds per run, BENCH_CONNS [64]
+# CRUD connections, BENCH_GEN_CONNS [16] generate connections,
+# BENCH_LATENCY_MS [20] fake provider latency, GTM_PG_POOL_SIZE [8].
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -16,7 +20,11 @@ cd "$ROOT"
 die() { printf 'bench/hotswap.sh: %s\n' "$*" >&2; exit 1; }
 DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNS:-64}
-[[ $DURATION =~ ^[0-9]+$ && $CONNS =~ ^[0-9]+$ ]] || die "BENCH_DURATION and BENCH_CONNS must be whole numbers"
+GEN_CONNS=${BENCH_GEN_CONNS:-16}
+LATENCY=${BENCH_LATENCY_MS:-20}
+for v in "$DURATION" "$CONNS" "$GEN_CONNS" "$LATENCY"; do
+    [[ $v =~ ^[0-9]+$ ]] || die "BENCH_DURATION, BENCH_CONNS, BENCH_GEN_CONNS and BENCH_LATENCY_MS must be whole numbers"
+done
 
 unset GTMD_BIN   # it swaps the modules of build/, so it runs build/gtmd
 . bench/lib.sh
@@ -30,13 +38,25 @@ bench_database "$DB"
 
 bench_fake_stack
 
+FAKE_PORT=18093
+build/bench/fake_openai "$FAKE_PORT" "$LATENCY" tests/unit/schemas/product_overview.example.json 2>"$TMP/fake.log" &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q listening "$TMP/fake.log" 2>/dev/null && break; sleep 0.1; done
+grep -q listening "$TMP/fake.log" || die "the fake OpenAI did not start"
+cat >"$TMP/limits.json" <<JSON
+{"demo": {"company_generate": 1000000000}}
+JSON
+
 MODDIR="$TMP/modules"
 mkdir "$MODDIR"
 cp build/modules/*.so "$MODDIR/"
 PORT=18091
 ADMIN=18092
 env $STACK_ENV GTM_LISTEN=127.0.0.1:$PORT GTM_ADMIN_LISTEN=127.0.0.1:$ADMIN GTM_WORKERS=1 \
-    GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} GTM_MODULE_DIR="$MODDIR" "$GTMD" serve 2>"$TMP/gtmd.log" &
+    GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} GTM_MODULE_DIR="$MODDIR" \
+    LLM_PROVIDERS=openai OPENAI_API_KEY=bench OPENAI_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
+    GTM_FETCH_ALLOW="127.0.0.1:$FAKE_PORT" GTM_RATE_LIMITS_FILE="$TMP/limits.json" ENVIRONMENT=production \
+    "$GTMD" serve 2>"$TMP/gtmd.log" &
 GTMD_PID=$!
 PIDS+=($GTMD_PID)
 bench_wait_gtmd "$PORT"
@@ -45,6 +65,41 @@ BODY='{"company_name":"Acme","company_url":"https://acme.example","description":
 CID=$(curl -sf -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
       -d "$BODY" "http://127.0.0.1:$PORT/api/companies" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 URL="http://127.0.0.1:$PORT/api/companies/$CID"
+GEN_URL="http://127.0.0.1:$PORT/demo/companies/generate-ai"
+
+# Counts answers by the build that gave them (x-gtm-module) and prints them at
+# the end as "served <build> <n>"; the generate variant also makes every body
+# differ, so no two requests share one pipeline run.
+cat >"$TMP/count.lua" <<'LUA'
+local threads = {}
+setup = function(thread)
+    table.insert(threads, thread)
+    thread:set("tid", #threads)
+end
+counts = {}
+response = function(status, headers, body)
+    local k = headers["x-gtm-module"] or headers["X-Gtm-Module"] or ("status-" .. status)
+    counts[k] = (counts[k] or 0) + 1
+end
+done = function(summary, latency, requests)
+    local all = {}
+    for _, t in ipairs(threads) do
+        for k, v in pairs(t:get("counts")) do all[k] = (all[k] or 0) + v end
+    end
+    for k, v in pairs(all) do io.write(string.format("served %s %d\n", k, v)) end
+end
+LUA
+cat "$TMP/count.lua" >"$TMP/gen.lua"
+cat >>"$TMP/gen.lua" <<LUA
+local n = 0
+request = function()
+    n = n + 1
+    local body = '{"website_url":"http://127.0.0.1:$FAKE_PORT/","user_inputted_context":"bench ' .. tid .. '-' .. n .. '"}'
+    return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+LUA
+curl -sf -X POST -H 'Content-Type: application/json' -d "{\"website_url\":\"http://127.0.0.1:$FAKE_PORT/\"}" \
+    "$GEN_URL" >/dev/null || { cat "$TMP/gtmd.log" >&2; die "a first generation failed"; }
 
 wrk_summary() { # FILE: prints "req/s p99_ms failed"
     "$PY" - "$1" <<'PYEOF'
@@ -64,14 +119,24 @@ install() { # FILE: as an operator would: a temporary name, then a rename over t
     mv "$MODDIR/.company.so.new" "$MODDIR/company.so"
 }
 
+run_wrk() { # NAME: both clients at once, in the background; WRKS gets their pids
+    wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$TMP/count.lua" -H "Authorization: Bearer $TOKEN" "$URL" \
+        >"$TMP/$1.crud.wrk" 2>&1 &
+    WRKS=($!)
+    wrk -t1 -c"$GEN_CONNS" -d"${DURATION}s" --timeout 10s --latency -s "$TMP/gen.lua" "$GEN_URL" \
+        >"$TMP/$1.gen.wrk" 2>&1 &
+    WRKS+=($!)
+}
+
 wrk -t2 -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "$URL" >/dev/null 2>&1 || true   # warm-up
-msg "GET /api/companies/{id} without swaps: wrk -t2 -c$CONNS -d${DURATION}s"
-wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "$URL" >"$TMP/calm.wrk" 2>&1
-read -r C_RPS C_P99 C_BAD < <(wrk_summary "$TMP/calm.wrk")
+msg "without swaps: GET /api/companies/{id} (wrk -c$CONNS) and POST /demo/companies/generate-ai (wrk -c$GEN_CONNS, provider ${LATENCY} ms), ${DURATION}s"
+run_wrk calm
+wait "${WRKS[@]}"
+read -r C_RPS C_P99 C_BAD < <(wrk_summary "$TMP/calm.crud.wrk")
+read -r CG_RPS CG_P99 CG_BAD < <(wrk_summary "$TMP/calm.gen.wrk")
 
 msg "the same while company.so is swapped 20 times (and one broken file)"
-wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "$URL" >"$TMP/swap.wrk" 2>&1 &
-WRK=$!
+run_wrk swap
 STEP=$("$PY" -c "print(${DURATION} / 23.0)")
 sleep "$STEP"
 for i in $(seq 1 21); do
@@ -86,14 +151,21 @@ for i in $(seq 1 21); do
     GTM_ADMIN_LISTEN=127.0.0.1:$ADMIN "$GTMD" reload >/dev/null </dev/null || die "gtmd reload failed"
     sleep "$STEP"
 done
-wait "$WRK"
-read -r S_RPS S_P99 S_BAD < <(wrk_summary "$TMP/swap.wrk")
+wait "${WRKS[@]}"
+read -r S_RPS S_P99 S_BAD < <(wrk_summary "$TMP/swap.crud.wrk")
+read -r SG_RPS SG_P99 SG_BAD < <(wrk_summary "$TMP/swap.gen.wrk")
 
 echo
-printf '%-34s %10s %9s %8s\n' "run" "req/s" "p99 ms" "failed"
-printf '%-34s %10s %9s %8s\n' "GET /api/companies/{id}, calm" "$C_RPS" "$C_P99" "$C_BAD"
-printf '%-34s %10s %9s %8s\n' "the same, 20 swaps + 1 broken" "$S_RPS" "$S_P99" "$S_BAD"
-"$PY" - "$TMP/gtmd.log" "$C_P99" "$S_P99" <<'PYEOF'
+printf '%-44s %10s %9s %8s\n' "run" "req/s" "p99 ms" "failed"
+printf '%-44s %10s %9s %8s\n' "GET /api/companies/{id}, calm" "$C_RPS" "$C_P99" "$C_BAD"
+printf '%-44s %10s %9s %8s\n' "the same, 20 swaps + 1 broken" "$S_RPS" "$S_P99" "$S_BAD"
+printf '%-44s %10s %9s %8s\n' "POST /demo/companies/generate-ai, calm" "$CG_RPS" "$CG_P99" "$CG_BAD"
+printf '%-44s %10s %9s %8s\n' "the same, 20 swaps + 1 broken" "$SG_RPS" "$SG_P99" "$SG_BAD"
+for f in swap.crud swap.gen; do
+    printf 'answers by build during swaps (%s): %s\n' "${f#swap.}" \
+        "$(awk '/^served / {printf "%s=%s ", $2, $3}' "$TMP/$f.wrk")"
+done
+"$PY" - "$TMP/gtmd.log" "$C_P99" "$S_P99" "$CG_P99" "$SG_P99" <<'PYEOF'
 import json, re, sys
 swaps, took, refused = [], [], 0
 for line in open(sys.argv[1]):
@@ -109,6 +181,7 @@ for line in open(sys.argv[1]):
 print("swaps done: %d, versions installed: %s; broken files refused: %d" % (len(swaps), " ".join(swaps), refused))
 if took:
     print("each swap held the loop for %.2f ms at most, %.2f ms on average" % (max(took), sum(took) / len(took)))
-print("p99 during swaps / without: %.2fx (goal: under 2x)" % (float(sys.argv[3]) / float(sys.argv[2])))
+print("p99 during swaps / without: CRUD %.2fx, generate %.2fx (goal: under 2x)"
+      % (float(sys.argv[3]) / float(sys.argv[2]), float(sys.argv[5]) / float(sys.argv[4])))
 PYEOF
 echo "one process, GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8}; $(nproc) CPUs shared by wrk, gtmd and Postgres"

@@ -128,6 +128,11 @@ static void route_health_detailed(void *state, struct gtm_req *r)
         }
         json_array_append_new(modules, mod);
     }
+    json_t *refused = json_array();
+    for (const struct refused_file *f = srv->refused; f; f = f->next) {
+        json_array_append_new(refused, json_pack("{ss ss?}", "path", f->path, "error", f->error));
+    }
+    json_object_set_new(doc, "refused_module_files", refused);
     json_object_set_new(doc, "status", json_string(healthy ? "ok" : "degraded"));
     json_object_set_new(doc, "version", json_string(GTM_VERSION));
     json_object_set_new(doc, "abi", json_pack("{si si}", "major", GTM_ABI_MAJOR, "minor", GTM_ABI_MINOR));

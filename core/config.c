@@ -320,7 +320,8 @@ int config_load(struct config *c, char *err, size_t errlen)
         env_seconds("GTM_HEADER_TIMEOUT", 10, &c->header_timeout, err, errlen) < 0 ||
         env_seconds("GTM_BODY_TIMEOUT", 30, &c->body_timeout, err, errlen) < 0 ||
         env_seconds("GTM_IDLE_TIMEOUT", 60, &c->idle_timeout, err, errlen) < 0 ||
-        env_seconds("GTM_GENERATE_TIMEOUT", 120, &c->generate_timeout, err, errlen) < 0) {
+        env_seconds("GTM_GENERATE_TIMEOUT", 120, &c->generate_timeout, err, errlen) < 0 ||
+        env_seconds("GTM_MODULE_DRAIN_TIMEOUT", 180, &c->module_drain_timeout, err, errlen) < 0) {
         return -1;
     }
     v = getenv("GTM_DRAIN_DELAY");

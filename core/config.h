@@ -32,6 +32,7 @@ struct config {
     size_t max_body;                /* GTM_MAX_BODY */
     unsigned max_connections;       /* GTM_MAX_CONNECTIONS */
     double shutdown_timeout;        /* seconds: GTM_SHUTDOWN_TIMEOUT */
+    double module_drain_timeout;    /* seconds a replaced module may keep requests: GTM_MODULE_DRAIN_TIMEOUT */
     double drain_delay;             /* seconds of /ready 503 before the listeners close: GTM_DRAIN_DELAY */
     double header_timeout;          /* GTM_HEADER_TIMEOUT */
     double body_timeout;            /* GTM_BODY_TIMEOUT */

@@ -101,6 +101,9 @@ static void on_sighup(uv_signal_t *h, int signum)
         return;
     }
     int n = modules_reload_dir(srv, srv->cfg->module_dir);
+    if (n > 0) {
+        openapi_build(srv);
+    }
     log_msg(LOG_INFO, NULL, NULL, "SIGHUP: %d module file%s (re)loaded from %s", n < 0 ? 0 : n, n == 1 ? "" : "s",
             srv->cfg->module_dir);
 }
@@ -155,6 +158,7 @@ static void server_finish(struct server *srv)
     uv_timer_stop(&srv->shutdown_timer);
     uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    uv_close((uv_handle_t *)&srv->module_drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sighup, NULL);
@@ -235,6 +239,7 @@ static int server_init_failed(struct server *srv)
     uv_run(srv->loop, UV_RUN_DEFAULT);
     router_free(&srv->router);
     router_free(&srv->admin_router);
+    openapi_free(&srv->openapi);
     metrics_free(srv->metrics);
     srv->metrics = NULL;
     if (srv->prompts) {
@@ -264,7 +269,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
 
     char err[512];
     srv->metrics = metrics_new();
-    if (!srv->metrics || admin_routes_add(srv, err, sizeof err) < 0) {
+    if (!srv->metrics || admin_routes_add(srv, err, sizeof err) < 0 || openapi_routes_add(srv, err, sizeof err) < 0) {
         fprintf(stderr, "gtmd: %s\n", err);
         return server_init_failed(srv);
     }
@@ -322,6 +327,10 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
         }
         log_msg(LOG_WARN, NULL, NULL, "no module directory at %s: serving core routes only", cfg->module_dir);
     }
+    if (openapi_build(srv) < 0) {
+        fprintf(stderr, "gtmd: cannot build the OpenAPI document\n");
+        return server_init_failed(srv);
+    }
 
     if (cfg->tls_listen.set) {
         srv->secure.tls = tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
@@ -341,6 +350,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
     srv->shutdown_timer.data = srv;
     uv_timer_init(loop, &srv->drain_timer);
     srv->drain_timer.data = srv;
+    uv_timer_init(loop, &srv->module_drain_timer);
+    srv->module_drain_timer.data = srv;
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     srv->sigterm.data = srv->sigint.data = srv;
@@ -364,6 +375,7 @@ int server_run(struct server *srv)
         srv->prompts = NULL;
     }
     router_free(&srv->router);
+    openapi_free(&srv->openapi);
     if (srv->secure.tls) {
         tls_ctx_free(srv->secure.tls);
     }

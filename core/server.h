@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "http/router.h"
+#include "openapi/openapi.h"
 #include "util/buf.h"
 
 struct conn;
@@ -42,9 +43,11 @@ struct server {
     uint64_t refused_conns;
     struct router router;
     struct router admin_router;  /* /metrics, /health/detailed: GTM_ADMIN_LISTEN only */
+    struct openapi openapi;      /* GET /openapi.json, rebuilt when modules change */
     struct metrics *metrics;
     int schema_latest;           /* the highest migration in GTM_SQL_DIR, for /ready */
     struct gtm_mod *mods;        /* loaded module instances */
+    struct refused_file *refused;  /* new files a reload refused, so they are not retried unchanged */
     struct gtm_mod *auth_mod;    /* the module providing authenticate, if any */
     struct gtm_mod *admit_mod;   /* the module providing admit, if any */
     struct httpc *httpc;
@@ -60,6 +63,7 @@ struct server {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer;
     uv_timer_t drain_timer;
+    uv_timer_t module_drain_timer;  /* drain deadline of replaced modules */
     bool leaving;                   /* a stop was asked for: /ready answers 503 */
     bool draining;
     bool stopped;

@@ -24,6 +24,7 @@ static void request_reset(struct gtm_req *r, struct server *srv, struct conn *co
     r->state = REQ_PARSING;
     r->stage = STAGE_AUTH;
     r->hook_pending = false;
+    r->abandoned = false;
     r->hlen = r->hraw = r->tok_start = 0;
     r->parse_error = 0;
     r->url = r->cur_name = NULL;

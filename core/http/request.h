@@ -38,6 +38,7 @@ struct gtm_req {
     struct gtm_req *next_free;
     unsigned refs;                  /* the connection's, plus one per async operation */
     uint8_t state;
+    bool abandoned;                 /* answered by the host at a module drain deadline */
     uint8_t stage;
     bool hook_pending;              /* a hook returned GTM_HOOK_ASYNC */
 

@@ -147,6 +147,11 @@ static void put_head(struct buf *o, struct gtm_req *r, int status, const char *c
         }
     }
     put_header(o, "x-request-id", r->id);
+    if (r->mod) {
+        /* which build answered: what an operator watches during a hot swap */
+        buf_printf(o, "x-gtm-module: %s/%s\r\n", module_name(r->mod),
+                   r->mod->desc->version ? r->mod->desc->version : "");
+    }
     put_cors(o, r);
     for (const struct resp_header *h = r->resp_headers; h; h = h->next) {
         put_header(o, h->name, h->value);
@@ -162,6 +167,9 @@ static void put_head(struct buf *o, struct gtm_req *r, int status, const char *c
 void response_send(struct gtm_req *r, int status, const char *content_type, const void *body,
                    size_t len)
 {
+    if (r->abandoned) {
+        return;   /* the host answered it at the drain deadline */
+    }
     if (r->state == REQ_RESPONDED || r->state == REQ_STREAMING) {
         log_msg(LOG_ERROR, r->id, r->mod ? module_name(r->mod) : NULL,
                 "second answer to one request (status %d) ignored", status);

@@ -27,6 +27,11 @@ void module_ref(struct gtm_mod *m)
 
 static void module_destroy(struct gtm_mod *m)
 {
+    if (m->retired_ns) {
+        log_msg(LOG_INFO, NULL, module_name(m), "module %s %s (generation %u) drained in %.3g s and finalised",
+                module_name(m), m->desc->version ? m->desc->version : "", m->generation,
+                (double)(uv_hrtime() - m->retired_ns) / 1e9);
+    }
     if (m->desc && m->desc->fini) {
         m->desc->fini(m->state);
     }
@@ -87,9 +92,19 @@ static int check_descriptor(const struct gtm_module *d, struct server *srv, cons
                  d->build_sig ? d->build_sig : "(none)", GTM_BUILD_SIGNATURE);
         return -1;
     }
-    if (!d->name || !*d->name || strlen(d->name) > 64) {
-        snprintf(err, errlen, "descriptor has no usable name");
+    if (!d->name || !*d->name || strlen(d->name) > 64 || strspn(d->name, "abcdefghijklmnopqrstuvwxyz"
+                                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+                                                           strlen(d->name)) {
+        snprintf(err, errlen, "descriptor has no usable name (up to 64 letters, digits, '_', '-' or '.')");
         return -1;
+    }
+    /* both go into a response header (x-gtm-module) and log lines */
+    for (const char *s = d->version ? d->version : ""; *s; s++) {
+        if (*s < 0x21 || *s > 0x7e || s - d->version >= 64) {
+            snprintf(err, errlen, "module %s: its version must be up to 64 printable ASCII characters "
+                                  "without spaces", d->name);
+            return -1;
+        }
     }
     if (!d->init) {
         snprintf(err, errlen, "module %s has no init function", d->name);
@@ -330,11 +345,13 @@ static int module_swap(struct server *srv, struct gtm_mod *old, const char *src,
     }
     old->live = false;
     old->next = NULL;
+    old->retired_ns = uv_hrtime();
     log_msg(LOG_INFO, NULL, m->desc->name,
             "module %s %s reloaded from %s (generation %u) in %.2f ms; %u users still on %s", m->desc->name,
             m->desc->version ? m->desc->version : "", src, m->generation, (double)(now_ns() - t0) / 1e6, old->refs - 1,
             old->desc->version ? old->desc->version : "the old one");
     module_unref(old);   /* finalised now, or when its last request or call is done */
+    module_drain_watch(srv);
     return 0;
 }
 
@@ -392,6 +409,42 @@ static bool same_file(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+static struct refused_file **refused_find(struct server *srv, const char *path)
+{
+    struct refused_file **p = &srv->refused;
+    while (*p && strcmp((*p)->path, path) != 0) {
+        p = &(*p)->next;
+    }
+    return p;
+}
+
+static void refused_drop(struct refused_file **p)
+{
+    struct refused_file *f = *p;
+    if (f) {
+        *p = f->next;
+        free(f->path);
+        free(f->error);
+        free(f);
+    }
+}
+
+static void refused_note(struct server *srv, const char *path, const struct stat *st, const char *err)
+{
+    struct refused_file **p = refused_find(srv, path);
+    if (!*p) {
+        *p = calloc(1, sizeof **p);
+        if (!*p || !((*p)->path = strdup(path))) {
+            free(*p);
+            *p = NULL;
+            return;
+        }
+    }
+    (*p)->st = *st;
+    free((*p)->error);
+    (*p)->error = strdup(err);
+}
+
 /* One file of the directory: loaded, swapped in, unchanged (1, 0 or 0) or refused (-1). */
 static int scan_file(struct server *srv, const char *path, bool reload)
 {
@@ -409,20 +462,27 @@ static int scan_file(struct server *srv, const char *path, bool reload)
     if (old && same_file(&old->src_st, &st)) {
         return 0;
     }
+    struct refused_file **refused = refused_find(srv, path);
+    if (!old && *refused && same_file(&(*refused)->st, &st)) {
+        return 0;   /* refused before and unchanged since */
+    }
     if (old ? module_swap(srv, old, path, &st, err, sizeof err) == 0 : module_load(srv, path, err, sizeof err) == 0) {
         if (!old) {
             module_set_source(srv->mods, path, &st);
             log_loaded(srv->mods, path);
         }
+        refused_drop(refused_find(srv, path));
         return 1;
     }
     log_msg(LOG_ERROR, NULL, NULL, "module %s refused%s: %s%s", base_name(path), reload ? " on reload" : "", err,
             old ? "; the running instance keeps serving" : "");
+    /* said once per file version, not at every reload */
     if (old) {
-        /* said once per file version, not at every reload */
         old->src_st = st;
         free(old->reload_error);
         old->reload_error = strdup(err);
+    } else {
+        refused_note(srv, path, &st, err);
     }
     return -1;
 }
@@ -464,6 +524,9 @@ int modules_reload_dir(struct server *srv, const char *dir)
 
 void modules_unload_all(struct server *srv)
 {
+    while (srv->refused) {
+        refused_drop(&srv->refused);
+    }
     struct gtm_mod *m = srv->mods;
     srv->mods = NULL;
     srv->auth_mod = srv->admit_mod = NULL;

@@ -22,13 +22,26 @@ struct gtm_mod {
     char *src;                  /* the file in GTM_MODULE_DIR it came from */
     struct stat src_st;         /* that file as it was when loaded: a reload compares */
     char *reload_error;         /* why the last reload of src was refused, or NULL */
+    uint64_t retired_ns;        /* uv_hrtime() when a swap replaced it, else 0 */
     struct gtm_mod *next;
+};
+
+/* A file in GTM_MODULE_DIR that no module came from and that was refused:
+ * tried again only when it changes; shown in /health/detailed. */
+struct refused_file {
+    char *path;
+    struct stat st;
+    char *error;
+    struct refused_file *next;
 };
 
 const char *module_name(const struct gtm_mod *m);
 void module_ref(struct gtm_mod *m);
 /* The last reference of a retired instance runs fini and frees it. */
 void module_unref(struct gtm_mod *m);
+/* Answers 503 for requests still on a replaced instance once
+ * GTM_MODULE_DRAIN_TIMEOUT has passed since its swap (drain.c). */
+void module_drain_watch(struct server *srv);
 
 /* Loads every *.so in dir, in name order.  A file that is refused is logged
  * and skipped.  Returns the number loaded, or -1 when dir cannot be read. */

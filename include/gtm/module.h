@@ -17,6 +17,7 @@
  *   1.2  2026-11-23  host table: generate (website, prompt, LLM, validation as
  *                    one call), streamed answers (SSE); GTM_EINVALID_OUTPUT,
  *                    GTM_EPROVIDERS.
+ *   1.3  2026-12-06  descriptor: openapi, the module's part of GET /openapi.json.
  */
 #ifndef GTM_MODULE_H
 #define GTM_MODULE_H
@@ -25,7 +26,7 @@
 #include <stdint.h>
 
 #define GTM_ABI_MAJOR 1
-#define GTM_ABI_MINOR 2
+#define GTM_ABI_MINOR 3
 #define GTM_MODULE_MAGIC 0x314d5447u /* "GTM1" little-endian */
 
 /* Pointer size, byte order and the jansson major: what decides whether two
@@ -135,6 +136,21 @@ struct gtm_module {
     int (*admit)(void *state, struct gtm_req *req, const char *limit_key);
 
     void *reserved[8];         /* zero; later minors give them meaning */
+
+    /* since 1.3 (the host reads it only when struct_size covers it) */
+
+    /* Optional: a JSON text, the module's fragment of an OpenAPI 3.1 document,
+     * {"tags": [...], "paths": {...}, "components": {"schemas": {...}}}, with
+     * an operation for each route of the table and nothing else.  The host
+     * merges the fragments of the loaded modules into GET /openapi.json, adds
+     * "security" from GTM_ROUTE_AUTH unless an operation sets it, adds the
+     * 401/429/413/408/500 answers the host itself gives, and provides the
+     * schemas HTTPError ({"detail": string}) and ValidationError (422).
+     * A module with an authenticate or admit hook may list what the hook
+     * itself answers under {"x-gtm-hook-responses": {"authenticate": {"400":
+     * {...}}, "admit": {...}}}; the host adds those to every route the hook
+     * guards.  The text must live as long as the module is loaded. */
+    const char *openapi;
 };
 
 /* The one exported symbol of ABI major 1. */

@@ -163,6 +163,7 @@ static const struct gtm_module desc = {
     .routes = routes,
     .n_routes = sizeof routes / sizeof routes[0],
     .authenticate = auth_authenticate,
+    .openapi = gtm_module_openapi,
 };
 
 GTM_EXPORT const struct gtm_module *gtm_module_v1(void)

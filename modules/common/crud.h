@@ -101,6 +101,9 @@ int crud_module_init(const struct gtm_host *host, struct gtm_mod *self, void **s
 void crud_module_fini(void *state);
 
 /* The descriptor and entry point of a CRUD module whose state is a crud_ctx. */
+/* modules/<name>/openapi.json, compiled in by modules/meson.build */
+extern const char gtm_module_openapi[];
+
 #define CRUD_MODULE(mod_name, route_table)                                   \
     static const struct gtm_module crud_module_desc = {                     \
         GTM_MODULE_STAMP,                                                   \
@@ -110,6 +113,7 @@ void crud_module_fini(void *state);
         .fini = crud_module_fini,                                           \
         .routes = route_table,                                              \
         .n_routes = sizeof route_table / sizeof route_table[0],            \
+        .openapi = gtm_module_openapi,                                      \
     };                                                                      \
     GTM_EXPORT const struct gtm_module *gtm_module_v1(void)                 \
     {                                                                       \

@@ -156,7 +156,8 @@ void gen_route(const struct crud_ctx *c, struct gtm_req *req, const struct gen_s
 void gen_var_str(const struct crud_ctx *c, struct gtm_req *req, json_t *body, json_t *vars, const char *key,
                  bool required)
 {
-    const char *v = crud_field_str(c, req, body, key, required, true, 0, NULL);
+    /* required means a string, as pydantic's `str` (null is string_type); optional ones take null */
+    const char *v = crud_field_str(c, req, body, key, required, !required, 0, NULL);
     json_object_set_new(vars, key, v ? json_string(v) : json_null());
 }
 

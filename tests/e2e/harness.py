@@ -215,6 +215,15 @@ class Conn:
         resp = Response(status, parts[2] if len(parts) > 2 else "", headers, b"")
         if head or status in (100, 204, 304):
             return resp
+        if (resp.header("transfer-encoding") or "").lower() == "chunked":
+            while True:
+                size = int(self._line().split(";")[0], 16)
+                while len(self.buf) < size + 2:
+                    self._fill()
+                resp.body += self.buf[:size]
+                self.buf = self.buf[size + 2:]
+                if size == 0:
+                    return resp
         n = int(resp.header("content-length") or 0)
         while len(self.buf) < n:
             self._fill()

@@ -154,6 +154,10 @@ class GenerateTest(unittest.TestCase):
                          [("missing", ["body", "website_url"]), ("string_type", ["body", "user_inputted_context"])])
         r = self.post(srv, "/demo/accounts/generate-ai", {"website_url": "x", "company_context": "not an object"})
         self.assertEqual(r.json()["detail"][0]["type"], "dict_type")
+        for path in ("/demo/companies/generate-ai", "/demo/accounts/generate-ai", "/demo/personas/generate-ai"):
+            r = self.post(srv, path, {"website_url": None})     # pydantic's `str`: null is not a string
+            self.assertEqual((r.status, [(e["type"], e["loc"]) for e in r.json()["detail"]]),
+                             (422, [("string_type", ["body", "website_url"])]), path)
         self.assertEqual(self.fake.requests(), [])
 
     def test_account_persona_email_positioning(self):

@@ -38,6 +38,8 @@ def build(v):
 def served_version(srv):
     r = request(srv, "GET", ITEM)
     assert r.status == 200, (r.status, r.body)
+    # the host names the build that answered, for operators watching a swap
+    assert r.header("x-gtm-module") == "fx_swap/" + r.json()["module_version"], r.headers
     return r.json()["module_version"]
 
 
@@ -192,6 +194,30 @@ class HotSwapTest(unittest.TestCase):
             self.assertEqual(out["r"].json()["body"], "ok:")
             self.assertEqual(srv.stop(), 0)
 
+    def test_the_old_instance_has_a_drain_deadline(self):
+        env = {"GTM_MODULE_DRAIN_TIMEOUT": "0.5"}
+        with Upstream() as up, Server(module_dir=self.moddir, env=env) as srv:
+            out = {}
+            url = "/fx/fetch?" + urllib.parse.urlencode({"url": up.url("/slow?ms=3000")})
+            t = threading.Thread(target=lambda: out.setdefault("r", request(srv, "GET", url)))
+            t.start()
+            self.assertTrue(up.wait_requests(1))
+            install(build("b"), self.moddir)
+            srv.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(srv.wait_log(reloaded(2)))
+            t.join(20)
+            # answered by the host at the deadline, not by the old code when its call returned
+            self.assertEqual((out["r"].status, out["r"].header("retry-after")), (503, "1"), out["r"].body)
+            self.assertIn("did not finish in time", out["r"].json()["detail"])
+            self.assertTrue(srv.wait_log(lambda r: "GTM_MODULE_DRAIN_TIMEOUT passed" in r.get("msg", "")
+                                         and r.get("req_id")))
+            # the old instance is finalised once its outstanding call returns; its late answer goes nowhere
+            self.assertTrue(srv.wait_log(lambda r: re.match(r"module fx_swap swap-a \(generation 1\) drained in "
+                                                            r"[0-9.]+ s and finalised", r.get("msg", ""))))
+            self.assertFalse([l for l in srv.lines if "second answer" in l])
+            self.assertEqual(served_version(srv), "swap-b")
+            self.assertEqual(srv.stop(), 0)
+
     def test_sighup_to_the_master_reaches_every_worker(self):
         srv = Server(module_dir=self.moddir, env={"GTM_WORKERS": "2"})
         srv.start(expect_ready=False)
@@ -231,6 +257,20 @@ class HotSwapTest(unittest.TestCase):
             srv.proc.send_signal(signal.SIGHUP)
             self.assertTrue(srv.wait_log(lambda r: "fx_plain.so refused on reload" in r.get("msg", "")))
             self.assertEqual(served_version(srv), "swap-a")
+            refused = request(srv, "GET", "/health/detailed", admin=True).json()["refused_module_files"]
+            self.assertEqual([f["path"] for f in refused], [os.path.join(self.moddir, "fx_plain.so")])
+            self.assertIn("clash", refused[0]["error"])
+            # not tried again while it is unchanged
+            srv.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(srv.wait_log(lambda r: r.get("msg", "").startswith("SIGHUP: 0 module files")))
+            self.assertEqual(sum("fx_plain.so refused on reload" in l for l in srv.lines), 1)
+            # removed, then a good new file under that name: loaded, and the note is gone
+            os.unlink(os.path.join(self.moddir, "fx_plain.so"))
+            shutil.copyfile(os.path.join(os.environ["MODULE_DIR"], "company.so"), os.path.join(self.moddir, ".new"))
+            os.rename(os.path.join(self.moddir, ".new"), os.path.join(self.moddir, "fx_plain.so"))
+            srv.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(srv.wait_log(lambda r: r.get("msg", "").startswith("module company ")))
+            self.assertEqual(request(srv, "GET", "/health/detailed", admin=True).json()["refused_module_files"], [])
             self.assertEqual(srv.stop(), 0)
 
 
