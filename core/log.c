@@ -18,13 +18,50 @@ static int log_worker_pid;
 static uv_prepare_t log_prepare;
 static int log_have_loop;
 static uint64_t log_dropped_lines;
+/* The last write ended inside a line (the disk filled mid-write): the next
+ * write starts with a newline, so the fragment is not glued to a new line. */
+static int log_mid_line;
 
+/* Length of the well-formed UTF-8 sequence at s[0] (0x80 and above), 0 when
+ * it is not one (stray, overlong, surrogate, past U+10FFFF, cut short). */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
+{
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+    if (n == 0 || n > avail) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) || (s[0] == 0xf0 && s[1] < 0x90) ||
+        (s[0] == 0xf4 && s[1] > 0x8f)) {
+        return 0;
+    }
+    return n;
+}
+
+/* JSON string content; bytes that are not UTF-8 (a client's %ff in a path)
+ * become U+FFFD, so every line stays valid JSON for whatever reads the log. */
 int json_escape_append(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t len = utf8_seq((const unsigned char *)s + i, n - i);
+            if (len) {
+                i += len - 1;
+                continue;
+            }
+            if (buf_append(b, s + start, i - start) < 0 || buf_append(b, "\\ufffd", 6) < 0) {
+                return -1;
+            }
+            start = i + 1;
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
             continue;
         }
@@ -54,6 +91,16 @@ int json_escape_append(struct buf *b, const char *s, size_t n)
 
 static void log_write_all(void)
 {
+    while (log_mid_line && buf_pending(&log_buf) > 0) {
+        ssize_t w = write(STDERR_FILENO, "\n", 1);
+        if (w == 1) {
+            log_mid_line = 0;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else {
+            break; /* still full: the loop below drops and counts */
+        }
+    }
     while (buf_pending(&log_buf) > 0) {
         const char *p = buf_head(&log_buf);
         size_t n = buf_pending(&log_buf);
@@ -77,6 +124,7 @@ static void log_write_all(void)
             buf_reset(&log_buf);
             return;
         }
+        log_mid_line = p[w - 1] != '\n';
         buf_consume(&log_buf, (size_t)w);
     }
     buf_reset(&log_buf);

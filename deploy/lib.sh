@@ -8,7 +8,7 @@ BUILD_PKGS=(meson ninja-build pkg-config gcc clang libuv1-dev libcurl4-openssl-d
 # shellcheck disable=SC2034
 TEST_PKGS=(postgresql postgresql-common python3-jwt python3-cryptography openssl curl
            valgrind libclang-rt-14-dev haproxy python3-jsonschema
-           chromium chromium-driver python3-selenium)
+           chromium chromium-driver python3-selenium sslscan)
 # shellcheck disable=SC2034
 BENCH_PKGS=(wrk nginx-light curl)
 

@@ -16,7 +16,7 @@ LOGDIR=.state/logs
 mkdir -p "$LOGDIR"
 T0=$SECONDS
 failed_steps=() # steps that failed: each counts as one failure in the summary
-runs=()         # "label|build dir|exit status" of each meson test run
+runs=()         # "label|build dir|exit status|log base" of each meson test run
 
 # summarize [exit status]: print per-run results and, as the very last line,
 # "N passed, M failed"; then exit (non-zero when anything failed).
@@ -40,9 +40,9 @@ for flag, val in zip(argv[0::2], argv[1::2]):
     (runs if flag == "--run" else steps).append(val)
 
 for run in runs:
-    label, bdir, rc = run.rsplit("|", 2)
+    label, bdir, rc, logbase = run.rsplit("|", 3)
     rc = int(rc)
-    path = os.path.join(bdir, "meson-logs", "testlog.json")
+    path = os.path.join(bdir, "meson-logs", logbase + ".json")
     p = f = s = 0
     bad = []
     try:
@@ -87,7 +87,7 @@ EOF
     if [[ ! $line =~ ^[0-9]+\ passed,\ [0-9]+\ failed$ ]]; then
         # No usable python: count only what we know without it.
         local nf=${#failed_steps[@]}
-        for r in "${runs[@]}"; do [[ ${r##*|} == 0 ]] || nf=$((nf + 1)); done
+        for r in "${runs[@]}"; do r=${r%|*}; [[ ${r##*|} == 0 ]] || nf=$((nf + 1)); done
         ((nf > 0)) || nf=1 # the summary itself failed
         line="0 passed, $nf failed"
         echo "$line"
@@ -150,24 +150,32 @@ WITH_PG=(pg_virtualenv -t -- bash -c
     'export DATABASE_URL="postgresql://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE"; exec "$@"'
     with_pg)
 
-# run_tests LABEL DIR MESON-TEST-ARGS...: never stops the script; records the run.
+# run_tests LABEL DIR MESON-TEST-ARGS...: never stops the script; records the
+# run. LOGBASE (default testlog) names its log, for a second run in one dir.
 run_tests() {
-    local label=$1 dir=$2
+    local label=$1 dir=$2 logbase=${LOGBASE:-testlog}
     shift 2
     if [[ -z ${built[$dir]:-} ]]; then
         msg "$label: not run, $dir did not build" # counted once, as the build step
         return 0
     fi
-    rm -f "$dir/meson-logs/testlog.json" # never count a stale log
+    rm -f "$dir/meson-logs/$logbase.json" # never count a stale log
     msg "$label"
     local rc=0 t=$SECONDS
     # timeout: a guard against a hung run; meson's own per-test timeouts apply first.
-    timeout -k 30 900 "${WITH_PG[@]}" meson test -C "$dir" --print-errorlogs "$@" </dev/null || rc=$?
-    runs+=("$label|$dir|$rc")
+    timeout -k 30 900 "${WITH_PG[@]}" meson test -C "$dir" --print-errorlogs --logbase "$logbase" "$@" </dev/null ||
+        rc=$?
+    runs+=("$label|$dir|$rc|$logbase")
     msg "$label: exit $rc ($((SECONDS - t)) s)"
 }
 run_tests "build: all suites" build
 run_tests "build-asan: e2e (ASan+UBSan)" build-asan --suite e2e --timeout-multiplier 3
+# memcheck on the functional e2e tests (the whole suite under valgrind, load
+# tests included, is deploy/valgrind.sh: about 6 minutes)
+export GTM_TEST_VALGRIND=1 GTM_TEST_SLOW=6
+LOGBASE=testlog-valgrind run_tests "build: e2e under valgrind memcheck" build --timeout-multiplier 10 \
+    e2e-http e2e-modules e2e-companies e2e-entities e2e-hotswap e2e-openapi
+unset GTM_TEST_VALGRIND GTM_TEST_SLOW
 
 # --- 4. summary ---------------------------------------------------------------
 summarize

@@ -1,7 +1,10 @@
 #include "http/conn.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "gtm/module.h"
 #include "http/request.h"
@@ -11,7 +14,14 @@
 #include "tls/tls.h"
 
 #define CONN_IN_CAP (64 * 1024)        /* unparsed input held while answering */
-#define CONN_WRITE_CAP (1024 * 1024)   /* unsent output before we stop reading */
+#define CONN_WRITE_CAP (64 * 1024)     /* unsent output before we stop reading */
+/* Output the kernel keeps unsent per connection (TCP_NOTSENT_LOWAT).  Without
+ * it the send buffer grows to tcp_wmem's maximum (4 MiB) for a client that
+ * does not read, and every request it keeps sending is read and answered into
+ * that buffer, each pushing the idle deadline back.  With it, such a client
+ * soon fills CONN_WRITE_CAP, is no longer read, and is closed at the idle
+ * timeout. */
+#define CONN_NOTSENT_LOWAT (128 * 1024)
 #define CONN_LINGER_MS 2000
 #define BUSY_BODY_LEN 46
 
@@ -384,8 +394,10 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     if (nread < 0) {
         conn_read_stop(c);
+        /* Between requests, a client that half-closes still gets what is
+         * queued for it (conn_drive closes once it is written). */
         if (nread != UV_EOF || c->phase == PHASE_LINGER || c->phase == PHASE_FIRST ||
-            c->phase == PHASE_IDLE) {
+            (c->phase == PHASE_IDLE && c->write_pending == 0)) {
             conn_close_now(c);
             return;
         }
@@ -399,7 +411,20 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         c->peer_eof = true;
         if (c->phase == PHASE_HEADERS || c->phase == PHASE_BODY) {
             if (llhttp_finish(&c->parser) != HPE_OK || c->phase != PHASE_BUSY) {
-                conn_close_now(c);
+                if (c->write_pending == 0) {
+                    conn_close_now(c);
+                    return;
+                }
+                /* a request cut short is not answered, but the answers to the
+                 * ones before it are delivered, then the connection closes */
+                struct gtm_req *r = c->req;
+                c->req = NULL;
+                if (r) {
+                    request_detach(r);
+                    request_unref(r);
+                }
+                c->want_close = true;
+                conn_set_phase(c, PHASE_IDLE);
                 return;
             }
         }
@@ -522,6 +547,13 @@ static int on_headers_complete(llhttp_t *p)
     r->method = router_method_bit(r->method_name);
     r->http_minor = llhttp_get_http_minor(p);
     r->keep_alive = llhttp_should_keep_alive(p);
+    /* No protocol is ever switched to, and llhttp parses nothing after an
+     * Upgrade (or CONNECT) request: it is answered, then the connection
+     * closes.  (Kept open, the next bytes met a parser paused for the
+     * upgrade and no request to hang them on.) */
+    if (p->upgrade) {
+        r->close_after = true;
+    }
     r->chunked = (p->flags & F_CHUNKED) != 0;
     bool has_body = r->chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->max_body) {
@@ -659,6 +691,11 @@ void conn_accept(struct listener *l)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        int lowat = CONN_NOTSENT_LOWAT;
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    }
     peer_name(&c->tcp, c->peer, sizeof c->peer);
     if (l->tls) {
         c->tls = tls_session_new(l->tls);

@@ -145,8 +145,9 @@ static int hexval(int c)
     return -1;
 }
 
-/* Percent-decodes [s, s+n) into the arena; '+' means space in queries. */
-static char *decode(struct arena *a, const char *s, size_t n, bool plus_is_space)
+/* Percent-decodes [s, s+n) into the arena; '+' means space in queries.
+ * *outlen (when given) is the decoded length, NULs included. */
+static char *decode(struct arena *a, const char *s, size_t n, bool plus_is_space, size_t *outlen)
 {
     char *out = arena_alloc(a, n + 1);
     if (!out) {
@@ -165,6 +166,9 @@ static char *decode(struct arena *a, const char *s, size_t n, bool plus_is_space
         }
     }
     out[j] = '\0';
+    if (outlen) {
+        *outlen = j;
+    }
     return out;
 }
 
@@ -180,9 +184,9 @@ const char *request_query(struct gtm_req *r, const char *name)
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
         size_t klen = eq ? (size_t)(eq - p) : len;
-        char *key = decode(&r->arena, p, klen, true);
+        char *key = decode(&r->arena, p, klen, true, NULL);
         if (key && strlen(key) == nl && memcmp(key, name, nl) == 0) {
-            return eq ? decode(&r->arena, eq + 1, len - klen - 1, true) : "";
+            return eq ? decode(&r->arena, eq + 1, len - klen - 1, true, NULL) : "";
         }
         if (!amp) {
             break;
@@ -288,13 +292,19 @@ static int split_target(struct gtm_req *r)
     if (hash) {
         plen = (size_t)(hash - u);
     }
-    r->path = decode(&r->arena, u, plen, false);
-    if (!r->path || strlen(r->path) != strnlen(r->path, plen)) {
+    /* A percent-encoded NUL would cut the path, or a query value, short: the
+     * request would be answered for another target than the one sent. */
+    size_t decoded;
+    r->path = decode(&r->arena, u, plen, false, &decoded);
+    if (!r->path || strlen(r->path) != decoded) {
         return -1;
     }
     if (q) {
         const char *qe = strchr(q + 1, '#');
         r->query = arena_strndup(&r->arena, q + 1, qe ? (size_t)(qe - q - 1) : strlen(q + 1));
+        if (!r->query || strstr(r->query, "%00")) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -386,35 +396,73 @@ void request_hook_done(struct gtm_req *r, int result)
     request_unref(r);
 }
 
+/* A Location is a URI: bytes that cannot stand in one (controls, space,
+ * non-ASCII; and in a decoded path also %, ? and #) are percent-encoded, so a
+ * client's \f or \xff in the target never reaches the header raw. */
+static size_t put_uri(char *out, const char *s, size_t n, bool decoded)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '\\' ||
+            (decoded && (c == '%' || c == '?' || c == '#'))) {
+            out[j++] = '%';
+            out[j++] = hex[c >> 4];
+            out[j++] = hex[c & 15];
+        } else {
+            out[j++] = (char)c;
+        }
+    }
+    return j;
+}
+
+/* A Host worth putting in an absolute Location: a name, an address or
+ * [v6], with an optional port; anything else gets a relative Location. */
+static bool host_ok(const char *host)
+{
+    if (!host || !*host) {
+        return false;
+    }
+    for (const char *p = host; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr(".-_~:[]", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void redirect_without_slash(struct gtm_req *r)
 {
-    size_t n = strlen(r->path);
     const char *host = request_header(r, "host");
     const char *scheme = r->conn && r->conn->tls ? "https" : "http";
-    char *loc;
-    size_t cap = n + strlen(r->url) + (host ? strlen(host) : 0) + (r->query ? strlen(r->query) : 0) + 32;
-    loc = arena_alloc(&r->arena, cap);
+    /* The raw target keeps the client's own encoding of the path. */
+    const char *raw = r->url;
+    bool decoded = raw[0] != '/';
+    if (decoded) {
+        raw = r->path;
+    }
+    size_t rawlen = decoded ? strlen(raw) : strcspn(raw, "?#");
+    while (rawlen > 1 && raw[rawlen - 1] == '/') {
+        rawlen--;
+    }
+    size_t qlen = r->query ? strlen(r->query) : 0;
+    size_t cap = 3 * (rawlen + qlen) + (host ? strlen(host) : 0) + 32;
+    char *loc = arena_alloc(&r->arena, cap);
     if (!loc) {
         response_error(r, 500, "Internal server error");
         return;
     }
-    /* The raw target keeps the client's own encoding of the path. */
-    const char *raw = r->url;
-    const char *q = strchr(raw, '?');
-    size_t rawlen = q ? (size_t)(q - raw) : strlen(raw);
-    while (rawlen > 1 && raw[rawlen - 1] == '/') {
-        rawlen--;
+    size_t used = 0;
+    if (host_ok(host)) {
+        used = (size_t)snprintf(loc, cap, "%s://%s", scheme, host);
     }
-    if (raw[0] != '/') {
-        raw = r->path;
-        rawlen = n - 1;
+    used += put_uri(loc + used, raw, rawlen, decoded);
+    if (r->query) {
+        loc[used++] = '?';
+        used += put_uri(loc + used, r->query, qlen, false);
     }
-    if (host && !strpbrk(host, "\r\n/\\ ")) {
-        snprintf(loc, cap, "%s://%s%.*s%s%s", scheme, host, (int)rawlen, raw, r->query ? "?" : "",
-                 r->query ? r->query : "");
-    } else {
-        snprintf(loc, cap, "%.*s%s%s", (int)rawlen, raw, r->query ? "?" : "", r->query ? r->query : "");
-    }
+    loc[used] = '\0';
     response_add_header(r, "location", loc);
     response_send(r, 307, NULL, NULL, 0);
 }

@@ -2,8 +2,9 @@
  * those whose circuit is open; with each it retries transient failures
  * (waiting on a uv_timer, honouring Retry-After), validates the answer, asks
  * once more with the validation errors, and moves on when the provider
- * cannot deliver.  One deadline covers everything: each HTTP call gets the
- * time that is left, and no wait is started that would outlast it.
+ * cannot deliver.  One deadline covers everything: each provider's turn gets
+ * a share of it (start_turn), each HTTP call the time left in its turn, and
+ * no wait is started that would outlast the turn.
  *
  * An op owns one uv_timer (backoff waits, and deferring done when the
  * outcome is known inside llm_generate or llm_cancel) and at most one HTTP
@@ -67,6 +68,7 @@ struct llm_op {
     double temperature;
     unsigned max_tokens;
     uint64_t deadline_ms;
+    uint64_t turn_deadline_ms;      /* the current provider's share of it */
 
     /* where it is */
     enum op_phase phase;
@@ -95,6 +97,11 @@ static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
 static int64_t remaining_ms(const struct llm_op *op) {
     return (int64_t)op->deadline_ms - (int64_t)now_ms();
+}
+
+/* What is left of the current provider's turn (never more than remaining_ms). */
+static int64_t turn_remaining_ms(const struct llm_op *op) {
+    return (int64_t)op->turn_deadline_ms - (int64_t)now_ms();
 }
 
 /* xorshift64: jitter needs no quality, only independence from rand(). */
@@ -277,12 +284,28 @@ static void provider_done(struct llm_op *op, enum provider_end end, bool breaker
     try_next_provider(op);
 }
 
+/* A provider's turn (its retries and repair included) gets an equal share of
+ * the time left when it starts, counting the providers after it that could
+ * still be asked; the last one gets all that is left.  A provider that hangs
+ * then costs its share, not the whole deadline, and the next one is still
+ * asked: failover on timeout, as on any other failure. */
+static void start_turn(struct llm_op *op) {
+    struct llm *l = op->l;
+    uint64_t now = now_ms();
+    uint64_t later = 0;
+    for (size_t i = op->current + 1; i < l->n_providers; i++)
+        later += breaker_state_at(&l->providers[i].breaker, now) != LLM_OPEN;
+    int64_t left = remaining_ms(op);
+    op->turn_deadline_ms = left > 0 && later ? now + (uint64_t)left / (later + 1) : op->deadline_ms;
+}
+
 static void try_next_provider(struct llm_op *op) {
     struct llm *l = op->l;
     for (; op->current < l->n_providers; op->current++) {
         struct provider *p = &l->providers[op->current];
         if (breaker_allow(&p->breaker, now_ms())) {
             reset_turn(op);
+            start_turn(op);
             send_attempt(op);
             return;
         }
@@ -314,6 +337,14 @@ static void send_attempt(struct llm_op *op) {
         finish(op, LLM_ETIMEDOUT, false);
         return;
     }
+    int64_t turn_left = turn_remaining_ms(op);
+    if (turn_left <= DEADLINE_SLACK_MS && op->turn_deadline_ms < op->deadline_ms) {
+        note(op, "no answer within its share of the deadline");
+        provider_done(op, END_TIMEOUT, true);
+        return;
+    }
+    if (turn_left < left)
+        left = turn_left;
     struct llm_prompt prompt = {
         .system = op->system,
         .user = op->user,
@@ -369,7 +400,7 @@ static void retry_later(struct llm_op *op, const struct llm_answer *a) {
         provider_done(op, end, true);
         return;
     }
-    int64_t left = remaining_ms(op);
+    int64_t left = turn_remaining_ms(op);
     double wait_ms;
     if (a->retry_after_s >= 0) {
         wait_ms = a->retry_after_s * 1000.0;
@@ -554,8 +585,9 @@ static void on_http_done(void *arg, const struct gtm_http_result *res) {
         answer_invalid(op, &a, NULL);
         break;
     case LLM_ANSWER_RETRY:
-        if (a.timed_out && remaining_ms(op) <= DEADLINE_SLACK_MS) {
-            note(op, "no answer before the deadline");
+        if (a.timed_out && turn_remaining_ms(op) <= DEADLINE_SLACK_MS) {
+            note(op, op->turn_deadline_ms < op->deadline_ms ? "no answer within its share of the deadline"
+                                                            : "no answer before the deadline");
             provider_done(op, END_TIMEOUT, true);
         } else {
             retry_later(op, &a);

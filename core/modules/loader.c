@@ -466,7 +466,11 @@ static int scan_file(struct server *srv, const char *path, bool reload)
     if (!old && *refused && same_file(&(*refused)->st, &st)) {
         return 0;   /* refused before and unchanged since */
     }
-    if (old ? module_swap(srv, old, path, &st, err, sizeof err) == 0 : module_load(srv, path, err, sizeof err) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+        /* dlopen or the staged copy would open it: a FIFO blocks the loop for good */
+        snprintf(err, sizeof err, "not a regular file");
+    } else if (old ? module_swap(srv, old, path, &st, err, sizeof err) == 0
+                   : module_load(srv, path, err, sizeof err) == 0) {
         if (!old) {
             module_set_source(srv->mods, path, &st);
             log_loaded(srv->mods, path);

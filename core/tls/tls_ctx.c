@@ -34,6 +34,17 @@ static const int aead_ciphersuites[] = {
     0,
 };
 
+/* ECDHE groups, preferred first.  mbedTLS' default is every curve it has,
+ * largest first: P-521 chosen whenever offered (slow), and secp192r1/secp224r1
+ * (96 and 112-bit security) taken from a client that offers only those.
+ * mbedtls_ssl_conf_curves keeps the pointer too. */
+static const mbedtls_ecp_group_id ecdhe_groups[] = {
+    MBEDTLS_ECP_DP_CURVE25519,
+    MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_NONE,
+};
+
 /* mbedtls_ssl_conf_alpn_protocols keeps the pointer, hence static storage. */
 static const char *alpn_protocols[] = { "http/1.1", NULL };
 
@@ -164,6 +175,7 @@ static int configure(struct tls_ctx *ctx, char *err, size_t errlen)
     mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_ciphersuites(conf, aead_ciphersuites);
     mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_curves(conf, ecdhe_groups);
 
     ret = mbedtls_ssl_conf_alpn_protocols(conf, alpn_protocols);
     if (ret != 0)

@@ -158,6 +158,7 @@ static const struct gtm_module desc = {
     GTM_MODULE_STAMP,
     .name = "auth",
     .version = GTM_MODULE_VERSION,
+    .flags = GTM_MODULE_UNLOADABLE,
     .init = auth_init,
     .fini = auth_fini,
     .routes = routes,

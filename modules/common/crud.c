@@ -37,6 +37,53 @@ static json_t *loc_body(const char *key)
     return json_pack("[ss]", "body", key);
 }
 
+/* Postgres stores no NUL: a text parameter would be cut at it (a C string) and
+ * a jsonb string holding \u0000 is refused (a 500).  The first string in v
+ * holding one, with its path below v prepended to *path, or NULL. */
+static json_t *find_nul(json_t *v, json_t *path)
+{
+    json_t *hit = NULL, *item;
+    if (json_is_string(v)) {
+        return memchr(json_string_value(v), '\0', json_string_length(v)) ? v : NULL;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_object_foreach(v, k, item) {
+            if ((hit = find_nul(item, path))) {
+                json_array_insert_new(path, 0, json_string(k));
+                return hit;
+            }
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_array_foreach(v, i, item) {
+            if ((hit = find_nul(item, path))) {
+                json_array_insert_new(path, 0, json_integer((json_int_t)i));
+                return hit;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Records a 422 value_error and returns true when v (the body's key, or
+ * below it) holds a NUL character. */
+static bool refuse_nul(const struct crud_ctx *c, struct gtm_req *req, const char *key, json_t *v)
+{
+    json_t *path = json_array();
+    json_t *hit = path ? find_nul(v, path) : NULL;
+    if (!hit) {
+        json_decref(path);
+        return false;
+    }
+    json_t *loc = loc_body(key);
+    json_array_extend(loc, path);
+    json_decref(path);
+    c->host->add_error(req, "value_error", loc, "Value error, a NUL character (\\u0000) cannot be stored",
+                       json_incref(hit), json_pack("{ss}", "error", "a NUL character (\\u0000) cannot be stored"));
+    return true;
+}
+
 json_t *crud_body_object(const struct crud_ctx *c, struct gtm_req *req)
 {
     json_t *body = c->host->body_json(req);
@@ -77,6 +124,9 @@ const char *crud_field_str(const struct crud_ctx *c, struct gtm_req *req, json_t
         return NULL;
     }
     const char *s = json_string_value(v);
+    if (refuse_nul(c, req, key, v)) {
+        return NULL;
+    }
     if (max_chars && crud_utf8_len(s) > max_chars) {
         char msg[96];
         snprintf(msg, sizeof msg, "String should have at most %zu characters", max_chars);
@@ -108,6 +158,9 @@ bool crud_field_obj(const struct crud_ctx *c, struct gtm_req *req, json_t *body,
     if (!json_is_object(v)) {
         c->host->add_error(req, "dict_type", loc_body(key), "Input should be a valid dictionary", json_incref(v),
                            NULL);
+        return false;
+    }
+    if (refuse_nul(c, req, key, v)) {
         return false;
     }
     *out = v;
@@ -142,6 +195,9 @@ bool crud_field_str_list(const struct crud_ctx *c, struct gtm_req *req, json_t *
                                "Input should be a valid string", json_incref(item), NULL);
             ok = false;
         }
+    }
+    if (ok && refuse_nul(c, req, key, v)) {
+        ok = false;
     }
     *out = ok ? v : NULL;
     return ok;

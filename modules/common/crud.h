@@ -21,7 +21,9 @@ json_t *crud_body_object(const struct crud_ctx *c, struct gtm_req *req);
 
 /* A string field.  present tells whether the key was in the body.  Records
  * missing (when required), string_type (not a string, or null when
- * !nullable) and string_too_long (max_chars > 0, counted in characters). */
+ * !nullable), string_too_long (max_chars > 0, counted in characters) and
+ * value_error (a NUL character, which Postgres cannot store; so do the two
+ * below, for any string inside the value). */
 const char *crud_field_str(const struct crud_ctx *c, struct gtm_req *req, json_t *body, const char *key,
                            bool required, bool nullable, size_t max_chars, bool *present);
 /* An object field (dict_type); *out borrowed, NULL for JSON null. */
@@ -109,6 +111,7 @@ extern const char gtm_module_openapi[];
         GTM_MODULE_STAMP,                                                   \
         .name = mod_name,                                                   \
         .version = GTM_MODULE_VERSION,                                      \
+        .flags = GTM_MODULE_UNLOADABLE,                                     \
         .init = crud_module_init,                                           \
         .fini = crud_module_fini,                                           \
         .routes = route_table,                                              \

@@ -390,6 +390,7 @@ static const struct gtm_module desc = {
     GTM_MODULE_STAMP,
     .name = "ratelimit",
     .version = GTM_MODULE_VERSION,
+    .flags = GTM_MODULE_UNLOADABLE,
     .init = rl_init,
     .fini = rl_fini,
     .admit = rl_admit,

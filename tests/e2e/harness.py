@@ -14,6 +14,15 @@ import time
 
 GTMD = os.environ.get("GTMD", "")
 FX_MODULE_DIR = os.environ.get("FX_MODULE_DIR", "")
+# GTM_TEST_VALGRIND=1 runs every server under memcheck (deploy/valgrind.sh):
+# an invalid access or a definite/indirect leak makes it exit 97, which fails
+# the test that stops it; waits are stretched by GTM_TEST_SLOW.
+VALGRIND = ["valgrind", "--quiet", "--error-exitcode=97", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
+            "--track-origins=no", "--child-silent-after-fork=no",
+            "--suppressions=" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")] \
+    if os.environ.get("GTM_TEST_VALGRIND") else []
+SLOW = float(os.environ.get("GTM_TEST_SLOW", "1"))
 
 
 def abi_version():
@@ -62,7 +71,7 @@ class Server:
 
     # --- life cycle ---
     def start(self, expect_ready=True, timeout=15):
-        self.proc = subprocess.Popen([GTMD] + self.args, env=self.env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(VALGRIND + [GTMD] + self.args, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -87,7 +96,7 @@ class Server:
             self.cond.notify_all()
 
     def wait_for(self, pred, timeout=10):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOW
         with self.cond:
             while not pred():
                 left = deadline - time.monotonic()
@@ -97,7 +106,7 @@ class Server:
             return True
 
     def wait_exit(self, timeout=20):
-        self.exit_code = self.proc.wait(timeout)
+        self.exit_code = self.proc.wait(timeout * SLOW)
         self._reader.join(5)
         self.proc.stdout.close()
         self.proc.stderr.close()

@@ -80,10 +80,7 @@ class Website:
 class GenerateTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not pgutil.available():
-            if os.environ.get("CI"):
-                raise AssertionError("no PostgreSQL")
-            raise unittest.SkipTest("no PostgreSQL")
+        pgutil.require()
         cls.db = pgutil.MigratedDatabase().__enter__()
         cls.fake = FakeLLM().start()
         cls.site = Website()

@@ -51,20 +51,25 @@ def module_info(srv):
 class Load:
     """Client threads on fresh connections; every answer must be a 200."""
 
-    def __init__(self, srv, threads=4):
+    def __init__(self, srv, threads=4, probe=None):
         self.srv = srv
+        self.probe = probe or self.fx_item
         self.versions = {}
         self.failures = []
         self.cond = threading.Condition()
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.run) for _ in range(threads)]
 
+    @staticmethod
+    def fx_item(srv):
+        """(version, error) of one request."""
+        r = request(srv, "GET", ITEM)
+        return (r.json()["module_version"], None) if r.status == 200 else (None, (r.status, r.body[:200]))
+
     def run(self):
         while not self.stop.is_set():
             try:
-                r = request(self.srv, "GET", ITEM)
-                v = r.json()["module_version"] if r.status == 200 else None
-                err = None if r.status == 200 else (r.status, r.body[:200])
+                v, err = self.probe(self.srv)
             except (OSError, EOFError, ValueError) as e:
                 v, err = None, repr(e)
             with self.cond:
@@ -217,6 +222,42 @@ class HotSwapTest(unittest.TestCase):
             self.assertFalse([l for l in srv.lines if "second answer" in l])
             self.assertEqual(served_version(srv), "swap-b")
             self.assertEqual(srv.stop(), 0)
+
+    def test_real_module_swapped_and_unloaded_under_load(self):
+        """company.so (GTM_MODULE_UNLOADABLE) swapped 6 times while its
+        handler answers: each old instance is finalised and its code unmapped
+        (under ASan in CI, a use of it afterwards would be reported)."""
+        mods = os.environ["MODULE_DIR"]
+        d = tempfile.mkdtemp(prefix="gtmd-real-swap-")
+        self.addCleanup(shutil.rmtree, d)
+        shutil.copy(os.path.join(mods, "company.so"), d)
+        shutil.copy(os.path.join(FX_DIR, "fx_echo.so"), d)     # its authenticate hook takes X-Fx-User
+
+        def demo(srv):
+            r = request(srv, "GET", "/api/companies/not-a-uuid", headers={"X-Fx-User": "u1"})  # the handler's 422
+            if r.status != 422 or r.json()["detail"][0]["loc"] != ["path", "company_id"]:
+                return None, (r.status, r.body[:200])
+            return r.header("x-gtm-module"), None
+
+        with Server(module_dir=d) as srv, Load(srv, probe=demo) as load:
+            self.assertTrue(load.wait_more(20))
+            for gen in range(2, 8):
+                src = os.path.join(mods, "alt", "company.so") if gen % 2 == 0 else os.path.join(mods, "company.so")
+                shutil.copyfile(src, os.path.join(d, ".company.so.new"))
+                os.rename(os.path.join(d, ".company.so.new"), os.path.join(d, "company.so"))
+                srv.proc.send_signal(signal.SIGHUP)
+                self.assertTrue(srv.wait_log(lambda r: re.search(r"^module company \S+ reloaded from .* \(generation %d\)"
+                                                                 % gen, r.get("msg", ""))))
+                self.assertTrue(srv.wait_log(lambda r: re.search(r"^module company \S+ \(generation %d\) drained in"
+                                                                 % (gen - 1), r.get("msg", ""))))
+                self.assertTrue(load.wait_more(20))
+            self.assertEqual(load.failures, [])
+            # six swaps, and only the serving copy is still mapped: the old ones were dlclosed
+            with open("/proc/%d/maps" % srv.proc.pid) as f:
+                staged = {l.split(None, 5)[5].strip() for l in f if "/gtmd-%d-" % srv.proc.pid in l}
+            self.assertEqual(len(staged), 1, staged)
+        self.assertEqual(sorted(load.versions), ["company/0.1.0", "company/0.1.0-alt"])
+        self.assertEqual(srv.proc.returncode, 0)
 
     def test_sighup_to_the_master_reaches_every_worker(self):
         srv = Server(module_dir=self.moddir, env={"GTM_WORKERS": "2"})

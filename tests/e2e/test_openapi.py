@@ -6,7 +6,6 @@ errors, generation) valid against the schema documented for their status,
 and no status the document does not list; a module without a description
 described by the host; a reload that changes the modules changes the
 document."""
-import json
 import os
 import shutil
 import sys
@@ -74,10 +73,7 @@ class DocumentTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not pgutil.available():
-            if os.environ.get("CI"):
-                raise AssertionError("no PostgreSQL")
-            raise unittest.SkipTest("no PostgreSQL")
+        pgutil.require()
         cls.db = pgutil.MigratedDatabase().__enter__()
         cls.stack = FakeStack()
         cls.fake = FakeLLM().start()

@@ -32,6 +32,12 @@ object; the keys combine:
                             client closes it or /_fake/release is called
   {"reset": true}           close the connection with a TCP reset
   {"truncated_body": true}  announce the full Content-Length, send half, close
+  {"reset_mid": true}       send the head and half the body, then a TCP reset
+  {"stream": true}          200, chunked text/event-stream that never ends: an
+                            SSE event every "interval_ms" (default 100; 0 = as
+                            fast as the client reads), padded to "chunk_bytes"
+                            when given, until the client closes the connection
+                            or /_fake/release is called
   {"delay_ms": N}           wait N ms before doing the rest
   {"usage": false}          leave the usage fields out
   {"usage": {"prompt": P, "completion": C}}   report these token counts
@@ -50,7 +56,8 @@ Control API (same port, JSON bodies and answers):
   GET  /_fake/wait?n=N[&provider=P][&timeout=S]   blocks until N requests
                         (of P) are recorded; {"ok": bool, "count": n}
   GET  /_fake/stats     {"requests": {P: n}, "in_flight": n, "max_in_flight": n,
-                        "connections": n}
+                        "connections": n (accepted so far), "open_connections": n
+                        (accepted and not yet closed)}
 
 As a program: fake_llm.py [--port N] [--default STEP_JSON] [--no-record]
 prints "PORT <n>" on stdout once listening and serves until SIGTERM/SIGINT
@@ -100,6 +107,7 @@ class State:
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
+        self.open_connections = 0
 
     def reset(self):
         with self.lock:
@@ -277,6 +285,21 @@ def make_handler(state):
             super().setup()
             with state.lock:
                 state.connections += 1
+                state.open_connections += 1
+
+        def finish(self):
+            try:
+                super().finish()
+            except (ConnectionError, OSError, ValueError):
+                pass   # the socket was reset on purpose, or the client went away
+            finally:
+                try:
+                    self.connection.close()
+                except OSError:
+                    pass
+                with state.lock:
+                    state.open_connections -= 1
+                    state.lock.notify_all()
 
         def log_message(self, *a):
             pass
@@ -322,6 +345,38 @@ def make_handler(state):
                             break
                     except OSError:
                         break
+            self.close_connection = True
+
+        def client_gone(self, timeout):
+            """Waits up to timeout seconds; True when the client closed."""
+            r, _, _ = select.select([self.connection], [], [], timeout)
+            if not r:
+                return False
+            try:
+                return not self.connection.recv(1, socket.MSG_PEEK)
+            except OSError:
+                return True
+
+        def stream(self, step):
+            """An SSE answer that never ends (until the client leaves or the
+            test releases it)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            interval = step.get("interval_ms", 100) / 1000.0
+            pad = step.get("chunk_bytes", 0)
+            gen = state.release_gen
+            n = 0
+            while state.release_gen == gen and not state.stopping:
+                n += 1
+                event = b'data: {"choices":[{"index":0,"delta":{"content":"tick %d"}}]}\n\n' % n
+                if pad > len(event):
+                    event = b": " + b"x" * (pad - len(event) - 3) + b"\n" + event
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+                if self.client_gone(interval):
+                    break
             self.close_connection = True
 
         def reset(self):
@@ -383,7 +438,8 @@ def make_handler(state):
                 with state.lock:
                     out = {"requests": dict(state.counts), "in_flight": state.in_flight,
                            "max_in_flight": state.max_in_flight,
-                           "connections": state.connections}
+                           "connections": state.connections,
+                           "open_connections": state.open_connections}
                 return self.send(200, out)
             return self.send(404, {"error": "unknown control route"})
 
@@ -423,6 +479,8 @@ def make_handler(state):
                 return self.hold()
             if step.get("reset"):
                 return self.reset()
+            if step.get("stream"):
+                return self.stream(step)
             if "status" in step and "error" not in step:
                 return self.send(step["status"], step.get("body", ""), step.get("headers"))
             if step.get("error") and step["error"] != "refusal":
@@ -436,6 +494,15 @@ def make_handler(state):
                 body = anthropic_success(step, req, request_len, seq)
             else:
                 body = gemini_success(step, req, request_len)
+            if step.get("reset_mid"):
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                return self.reset()
             if step.get("truncated_body"):
                 data = json.dumps(body).encode()
                 self.send_response(200)
@@ -496,6 +563,30 @@ class FakeLLM:
 
     def reset(self):
         self.state.reset()
+
+    def stats(self):
+        with self.state.lock:
+            return {"requests": dict(self.state.counts), "in_flight": self.state.in_flight,
+                    "max_in_flight": self.state.max_in_flight, "connections": self.state.connections,
+                    "open_connections": self.state.open_connections}
+
+    def wait_stats(self, pred, timeout=10):
+        """Waits until pred(stats) holds (connections closing wake it); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self.state.lock:
+            while True:
+                st = {"in_flight": self.state.in_flight, "open_connections": self.state.open_connections,
+                      "connections": self.state.connections, "requests": dict(self.state.counts)}
+                if pred(st):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.state.lock.wait(min(left, 0.1))
+
+    def release(self):
+        with self.state.lock:
+            self.state.release_gen += 1
 
     def start(self):
         self.thread.start()

@@ -772,11 +772,27 @@ static void deadline_when_the_provider_hangs(void **state) {
     fake_default("openai", "{\"hang\":true}");
     fake_default("anthropic", VALID);
     double elapsed;
+    /* the hanging provider gets its share (half: one provider after it), the
+     * next one the rest, and answers */
     struct outcome o = generate(fx, 800, &elapsed);
+    assert_int_equal(o.status, LLM_OK);
+    assert_string_equal(o.provider, "anthropic");
+    assert_true(elapsed >= 0.375 && elapsed < 1.6);
+    assert_non_null(strstr(o.message, "openai: no answer within its share of the deadline"));
+    assert_int_equal(fake_count("anthropic"), 1);
+    json_decref(o.output);
+
+    /* both hang: the deadline, whole */
+    json_decref(control("POST", "reset", NULL));
+    fake_default("openai", "{\"hang\":true}");
+    fake_default("anthropic", "{\"hang\":true}");
+    o = generate(fx, 800, &elapsed);
     assert_int_equal(o.status, LLM_ETIMEDOUT);
     assert_true(elapsed >= 0.75 && elapsed < 1.6);
     assert_non_null(strstr(o.message, "openai:"));
-    assert_int_equal(fake_count("anthropic"), 0); /* no time left to fail over */
+    assert_non_null(strstr(o.message, "anthropic: no answer before the deadline"));
+    assert_int_equal(fake_count("anthropic"), 1);
+    json_decref(control("POST", "release", NULL));
 
     /* A slow answer inside the deadline is fine. */
     json_decref(control("POST", "reset", NULL));
