@@ -21,14 +21,21 @@ for b in "${ONLY[@]}"; do
 done
 
 ensure_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}" || die "missing packages"
-meson_setup build --buildtype=debugoptimized >/dev/null
+meson_setup build --buildtype=debugoptimized >/dev/null 2>&1 || die "meson setup build failed"
 ninja -C build --quiet
 
 OUT=$(mktemp -d -t gtmd-bench-run.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
-declare -A secs=()
+declare -A secs=() load=()
+# what else was using the CPUs as each benchmark started: figures from a busy
+# machine are worth less, and RESULTS.md says so
+busy() {
+    printf 'load %s; other processes over 10%% CPU: %s' "$(cut -d' ' -f1-3 /proc/loadavg)" \
+        "$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 10 {printf "%s %s%%, ", $2, $1}' | sed 's/, $//')"
+}
 for b in "${ONLY[@]}"; do
     msg "bench/$b.sh"
+    load[$b]=$(busy)
     t=$SECONDS
     # each script prints its figures last; keep all of it for RESULTS.md
     if ! GTMD_BIN=build/gtmd "bench/$b.sh" >"$OUT/$b.out" 2>"$OUT/$b.err"; then
@@ -36,6 +43,7 @@ for b in "${ONLY[@]}"; do
         die "bench/$b.sh failed (its output: above)"
     fi
     secs[$b]=$((SECONDS - t))
+    printf '%s\n' "${load[$b]}" >"$OUT/$b.load"
     sed -n '/^$/,$p' "$OUT/$b.out" | tail -n +2
 done
 
@@ -104,6 +112,8 @@ for n in names:
     blank = t.find("\n\n")
     figures = t[blank + 2:] if blank >= 0 else t
     print("## bench/%s.sh\n" % n)
+    busy = open(os.path.join(out, n + ".load")).read().strip()
+    print("At its start: %s.\n" % (busy.rstrip(": ") if busy.endswith(": ") else busy))
     print("```")
     print(figures.rstrip())
     print("```\n")

@@ -19,7 +19,7 @@ FX_MODULE_DIR = os.environ.get("FX_MODULE_DIR", "")
 # the test that stops it; waits are stretched by GTM_TEST_SLOW.
 VALGRIND = ["valgrind", "--quiet", "--error-exitcode=97", "--leak-check=full",
             "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
-            "--track-origins=no", "--child-silent-after-fork=no",
+            "--track-origins=no", "--child-silent-after-fork=no", "--vgdb=no",
             "--suppressions=" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")] \
     if os.environ.get("GTM_TEST_VALGRIND") else []
 SLOW = float(os.environ.get("GTM_TEST_SLOW", "1"))
