@@ -31,9 +31,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import stat
 import struct
 import subprocess
 import sys
@@ -52,6 +50,7 @@ import pgutil  # noqa: E402
 from fake_llm import FakeLLM  # noqa: E402
 from harness import FX_MODULE_DIR, Server, request  # noqa: E402
 from stackauth import FakeStack, Key, b64u  # noqa: E402
+from test_openapi import resolve  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.setrecursionlimit(20000)     # Python's json and == on the 2,000-deep values below
@@ -85,15 +84,6 @@ INJECTED = "sec-injected"
 
 
 # --- helpers ---
-
-def resolve(doc, obj):
-    while isinstance(obj, dict) and "$ref" in obj:
-        node = doc
-        for part in obj["$ref"][2:].split("/"):
-            node = node[part.replace("~1", "/").replace("~0", "~")]
-        obj = node
-    return obj
-
 
 def schema_type(schema):
     t = schema.get("type")
