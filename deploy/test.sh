@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install what is missing, build build/ (debugoptimized) and build-asan/
-# (ASan+UBSan), run every test suite in build/ and the e2e suite in build-asan/,
-# each against a throwaway PostgreSQL cluster, and end with one line:
+# Install what is missing, build build/ (debugoptimized), build-asan/
+# (ASan+UBSan) and build-fuzz/ (clang, libFuzzer), run every test suite in
+# build/, the e2e suite in build-asan/, the fuzz targets in build-fuzz/ and the
+# functional e2e tests under valgrind, each against a throwaway PostgreSQL
+# cluster, and end with one line:
 #   N passed, M failed
 # Exit status: 0 when nothing failed, 2 when packages are missing and we are not
 # root, 1 otherwise. Logs of the steps whose output is not shown: .state/logs/.
@@ -126,9 +128,13 @@ build_dir() { # build_dir DIR MESON-ARGS...
     built[$dir]=1
     msg "built $dir ($((SECONDS - t)) s)"
 }
-msg "building build/ and build-asan/"
+msg "building build/, build-asan/ and build-fuzz/"
 build_dir build --buildtype=debugoptimized
 build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+# libFuzzer needs clang; the targets are built only there (tests/fuzz/meson.build)
+export CC=clang
+build_dir build-fuzz -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+unset CC
 
 # --- 3. tests -----------------------------------------------------------------
 # Tests get a clean environment: no LLM keys, no database or gtmd settings from
@@ -172,6 +178,10 @@ run_tests "build: all suites" build
 run_tests "build-asan: e2e (ASan+UBSan)" build-asan --suite e2e --timeout-multiplier 3
 # memcheck on the functional e2e tests (the whole suite under valgrind, load
 # tests included, is deploy/valgrind.sh: about 6 minutes)
+# each fuzz target for FUZZ_SECONDS after replaying its regression inputs
+# (the long runs are in README.md)
+export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+run_tests "build-fuzz: libFuzzer targets (ASan+UBSan)" build-fuzz --suite fuzz
 export GTM_TEST_VALGRIND=1 GTM_TEST_SLOW=6
 LOGBASE=testlog-valgrind run_tests "build: e2e under valgrind memcheck" build --timeout-multiplier 10 \
     e2e-http e2e-modules e2e-companies e2e-entities e2e-hotswap e2e-openapi

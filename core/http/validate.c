@@ -15,17 +15,26 @@ static int is_hex(int c)
     return isxdigit(c) != 0;
 }
 
-/* Length in bytes of the UTF-8 sequence at s, 0 when invalid. */
+/* Length in bytes of the UTF-8 sequence at s, 0 when invalid.  Invalid as
+ * jansson (and Python) judge it: overlong forms, surrogates and code points
+ * past U+10FFFF too, so that what passes here can go into a JSON string (the
+ * 422 entry's msg quotes the offending character). */
 static size_t utf8_len(const unsigned char *s, size_t avail)
 {
     size_t n = s[0] < 0x80 ? 1 : (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3 : (s[0] >> 3) == 30 ? 4 : 0;
     if (n == 0 || n > avail) {
         return 0;
     }
+    unsigned long cp = s[0] & (0x7fu >> n);
     for (size_t i = 1; i < n; i++) {
         if ((s[i] & 0xc0) != 0x80) {
             return 0;
         }
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    static const unsigned long least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (n > 1 && (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) {
+        return 0;
     }
     return n;
 }

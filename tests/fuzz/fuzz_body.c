@@ -1,22 +1,29 @@
-/* libFuzzer target: JSON request bodies through the routes that take one.
+/* libFuzzer target: request validation, JSON bodies and the path and query
+ * arguments of the routes (core/http/validate.c through the modules).
  *
  * The same in-process worker as fuzz_http, with the real company, account,
  * persona, campaign and auth modules, and fuzz_hooks standing in for
- * authentication and rate limiting (so every body reaches its module).  The
- * input is one selector byte and the body:
- *   bits 0-4   the route (modulo the table below)
+ * authentication and rate limiting (so every request reaches its module).
+ * The input is one selector byte and the rest:
+ *   bits 0-4   the route (table below).  Routes 0-20 take the rest as their
+ *              body.  Routes 21-31 take it as their {id} or query string
+ *              (bytes a request line cannot carry are percent-encoded, so
+ *              the server's decoding sees them), with a valid body where
+ *              the route needs one
  *   bits 5-6   Content-Type: application/json (0, 1), a +json type with
  *              parameters (2), text/plain (3)
  *   bit 7      Accept: text/event-stream (generate routes stream)
  * The request is sent whole with Connection: close.  There is no database
- * and no LLM provider, so a body that passes validation ends in 503 (or a
+ * and no LLM provider, so a request that passes validation ends in 503 (or a
  * streamed error); what must hold:
  *   - exactly one complete HTTP/1.1 answer, then a FIN;
  *   - 422 carries {"detail": [ {type, loc, msg, input}, ... ]}, upstream's
- *     shape, with loc a non-empty list; other errors {"detail": "..."};
+ *     shape, with loc a list starting with body, path or query; other
+ *     errors {"detail": "..."};
  *   - never a 500, never a status outside what these routes answer (200
  *     only for a stream, or for /api/auth/validate's {"valid": false} on a
- *     key that cannot be one; 501 only for signup, as upstream). */
+ *     key that cannot be one; 501 only for signup, as upstream; 307, 404 and
+ *     405 only when the fuzzed part changed which route matches). */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,31 +39,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct {
     const char *method;
-    const char *path;
-} routes[] = {
-    {"POST", "/api/companies"},
-    {"PUT", "/api/companies/" ID},
-    {"POST", "/api/companies/generate-ai"},
-    {"POST", "/demo/companies/generate-ai"},
-    {"POST", "/api/accounts?company_id=" ID},
-    {"PUT", "/api/accounts/" ID},
-    {"POST", "/api/accounts/generate-ai"},
-    {"POST", "/demo/accounts/generate-ai"},
-    {"POST", "/api/personas?account_id=" ID},
-    {"PUT", "/api/personas/" ID},
-    {"POST", "/api/personas/generate-ai"},
-    {"POST", "/demo/personas/generate-ai"},
-    {"POST", "/api/campaigns?account_id=" ID "&persona_id=" ID},
-    {"PUT", "/api/campaigns/" ID},
-    {"POST", "/api/campaigns/generate-ai"},
-    {"POST", "/demo/campaigns/generate-ai"},
-    {"POST", "/api/campaigns/positioning"},
-    {"POST", "/api/auth/validate"},
-    {"POST", "/api/auth/signup"},
-    {"POST", "/api/auth/api-keys"},
-    {"POST", "/api/neon-auth/sync-user"},
+    const char *path;    /* for routes 21-31: the part before the fuzzed one */
+    const char *body;    /* for routes 21-31: the body sent, or NULL */
+} routes[32] = {
+    {"POST", "/api/companies", NULL},
+    {"PUT", "/api/companies/" ID, NULL},
+    {"POST", "/api/companies/generate-ai", NULL},
+    {"POST", "/demo/companies/generate-ai", NULL},
+    {"POST", "/api/accounts?company_id=" ID, NULL},
+    {"PUT", "/api/accounts/" ID, NULL},
+    {"POST", "/api/accounts/generate-ai", NULL},
+    {"POST", "/demo/accounts/generate-ai", NULL},
+    {"POST", "/api/personas?account_id=" ID, NULL},
+    {"PUT", "/api/personas/" ID, NULL},
+    {"POST", "/api/personas/generate-ai", NULL},
+    {"POST", "/demo/personas/generate-ai", NULL},
+    {"POST", "/api/campaigns?account_id=" ID "&persona_id=" ID, NULL},
+    {"PUT", "/api/campaigns/" ID, NULL},
+    {"POST", "/api/campaigns/generate-ai", NULL},
+    {"POST", "/demo/campaigns/generate-ai", NULL},
+    {"POST", "/api/campaigns/positioning", NULL},
+    {"POST", "/api/auth/validate", NULL},
+    {"POST", "/api/auth/signup", NULL},
+    {"POST", "/api/auth/api-keys", NULL},
+    {"POST", "/api/neon-auth/sync-user", NULL},
+    /* the fuzzed part is a path parameter or a query string */
+    {"GET", "/api/companies/", NULL},
+    {"GET", "/api/accounts/", NULL},
+    {"DELETE", "/api/personas/", NULL},
+    {"GET", "/api/campaigns/", NULL},
+    {"PUT", "/api/companies/", "{\"company_name\":\"Acme\"}"},
+    {"DELETE", "/api/auth/api-keys/", NULL},
+    {"GET", "/api/companies?", NULL},
+    {"GET", "/api/accounts?", NULL},
+    {"GET", "/api/campaigns?", NULL},
+    {"POST", "/api/personas?", "{\"name\":\"CFO\",\"data\":{}}"},
+    {"POST", "/api/campaigns?", "{\"name\":\"Q3\",\"type\":\"email\",\"data\":{}}"},
 };
-#define N_ROUTES (sizeof routes / sizeof routes[0])
+#define BODY_ROUTES 21
 
 static const char *const content_types[4] = {
     "application/json",
@@ -98,20 +118,29 @@ static void check_422(const char *body, size_t body_len, const char *in, size_t 
     json_decref(doc);
 }
 
+/* The bytes a request target may carry as they are; others are
+ * percent-encoded ('%' itself is not, so inputs can spell their own escapes,
+ * broken ones included). */
+static bool target_safe(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("-._~!$&'()*+,;=:@/?%", c));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) {
         return 0;
     }
-    unsigned route = (data[0] & 31u) % N_ROUTES;
+    unsigned route = data[0] & 31u;
     const char *ct = content_types[(data[0] >> 5) & 3];
     bool sse = data[0] & 0x80;
-    const uint8_t *body = data + 1;
-    size_t blen = size - 1;
+    const uint8_t *rest = data + 1;
+    size_t rlen = size - 1;
 
     static char *req;
     static size_t req_cap;
-    size_t need = blen + 512;
+    size_t need = rlen * 3 + 1024;
     if (need > req_cap) {
         free(req);
         req_cap = need * 2;
@@ -120,11 +149,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    int head = snprintf(req, req_cap,
-                        "%s %s HTTP/1.1\r\nHost: fuzz.test\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\n"
-                        "Connection: close\r\n\r\n",
-                        routes[route].method, routes[route].path, ct, sse ? "Accept: text/event-stream\r\n" : "",
-                        blen);
+    const char *body;
+    size_t blen;
+    int head;
+    if (route < BODY_ROUTES) {
+        body = (const char *)rest;
+        blen = rlen;
+        head = snprintf(req, req_cap, "%s %s HTTP/1.1\r\n", routes[route].method, routes[route].path);
+    } else {
+        body = routes[route].body ? routes[route].body : "";
+        blen = strlen(body);
+        head = snprintf(req, req_cap, "%s %s", routes[route].method, routes[route].path);
+        static const char hex[] = "0123456789ABCDEF";
+        for (size_t i = 0; i < rlen; i++) {
+            unsigned char c = rest[i];
+            if (target_safe(c)) {
+                req[head++] = (char)c;
+            } else {
+                req[head++] = '%';
+                req[head++] = hex[c >> 4];
+                req[head++] = hex[c & 15];
+            }
+        }
+        head += snprintf(req + head, req_cap - (size_t)head, " HTTP/1.1\r\n");
+    }
+    head += snprintf(req + head, req_cap - (size_t)head,
+                     "Host: fuzz.test\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n", ct,
+                     sse ? "Accept: text/event-stream\r\n" : "", blen);
     memcpy(req + head, body, blen);
     size_t len = (size_t)head + blen;
 
@@ -163,7 +214,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_fail("an error without a string detail", req, len, &reply);
         }
         json_decref(doc);
-    } else if (status == 200 && !sse && strcmp(routes[route].path, "/api/auth/validate") == 0) {
+    } else if (status == 200 && strcmp(routes[route].path, "/api/auth/validate") == 0 &&
+               strncmp(resp.r[0].content_type, "application/json", 16) == 0) {
         /* a key that cannot be one is answered without the database */
         json_t *doc = json_loadb(body_text, resp.body_len, 0, NULL);
         if (!json_is_boolean(json_object_get(doc, "valid"))) {
@@ -174,6 +226,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(doc);
     } else if (status == 501 && strcmp(routes[route].path, "/api/auth/signup") == 0) {
         /* as upstream: signup is not implemented with Stack Auth */
+    } else if (route >= BODY_ROUTES && status == 307) {
+        /* a trailing slash: redirected to the route without it */
+    } else if (route >= BODY_ROUTES && (status == 404 || status == 405)) {
+        json_t *doc = json_loadb(body_text, resp.body_len, 0, NULL);
+        if (!json_is_string(json_object_get(doc, "detail"))) {
+            json_decref(doc);
+            free(resp.body);
+            fuzz_fail("a 404/405 without a string detail", req, len, &reply);
+        }
+        json_decref(doc);
     } else {
         char why[64];
         snprintf(why, sizeof why, "unexpected status %d", status);
