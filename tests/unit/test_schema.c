@@ -1139,8 +1139,8 @@ static void test_openai_strict_small(void **state)
         "{'type':'object','required':['ghost']}",
         "{'type':'array','items':{'type':'string'}}",
         "{'anyOf':[{'type':'object'},{'type':'null'}]}",
-        "{'$defs':{'T':{'type':'object','properties':{'kids':{'type':'array','items':{'$ref':'#/$defs/T'}}}}},"
-        "'$ref':'#/$defs/T'}",
+        ("{'$defs':{'T':{'type':'object','properties':{'kids':{'type':'array','items':{'$ref':'#/$defs/T'}}}}},"
+         "'$ref':'#/$defs/T'}"),
     };
     for (size_t i = 0; i < sizeof inexpressible / sizeof *inexpressible; i++) {
         s = compile_sq(inexpressible[i]);
