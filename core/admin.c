@@ -102,6 +102,12 @@ static void route_health_detailed(void *state, struct gtm_req *r)
         json_object_set_new(db, "ops_done", json_integer((json_int_t)st.ops_done));
         json_object_set_new(db, "ops_failed", json_integer((json_int_t)st.ops_failed));
         json_object_set_new(db, "reconnects", json_integer((json_int_t)st.reconnects));
+        json_t *doubt = json_object();
+        json_object_set_new(doubt, "total", json_integer((json_int_t)st.in_doubt));
+        json_object_set_new(doubt, "committed", json_integer((json_int_t)st.in_doubt_committed));
+        json_object_set_new(doubt, "aborted", json_integer((json_int_t)st.in_doubt_aborted));
+        json_object_set_new(doubt, "unknown", json_integer((json_int_t)st.in_doubt_unknown));
+        json_object_set_new(db, "commits_in_doubt", doubt);
     }
     json_t *providers = json_array();
     if (srv->llm) {
@@ -180,6 +186,13 @@ static void route_metrics(void *state, struct gtm_req *r)
                        "gtm_pg_ops_total{outcome=\"done\"} %llu\ngtm_pg_ops_total{outcome=\"failed\"} %llu\n",
                    (unsigned long long)st.ops_done, (unsigned long long)st.ops_failed);
         counter(&o, "gtm_pg_reconnects_total", "Database sessions re-established.", st.reconnects);
+        buf_printf(&o, "# HELP gtm_pg_commits_in_doubt_total Writes whose session died during COMMIT, by what "
+                       "the database said of them.\n# TYPE gtm_pg_commits_in_doubt_total counter\n"
+                       "gtm_pg_commits_in_doubt_total{outcome=\"committed\"} %llu\n"
+                       "gtm_pg_commits_in_doubt_total{outcome=\"aborted\"} %llu\n"
+                       "gtm_pg_commits_in_doubt_total{outcome=\"unknown\"} %llu\n",
+                   (unsigned long long)st.in_doubt_committed, (unsigned long long)st.in_doubt_aborted,
+                   (unsigned long long)st.in_doubt_unknown);
     }
     if (srv->httpc) {
         struct httpc_stats hs;

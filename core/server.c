@@ -287,7 +287,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const struct config *cfg)
             fprintf(stderr, "gtmd: DATABASE_URL: too long or malformed\n");
             return server_init_failed(srv);
         }
-        struct pg_pool_config pc = {.conninfo = conninfo, .size = cfg->pg_pool_size};
+        struct pg_pool_config pc = {.conninfo = conninfo, .size = cfg->pg_pool_size, .commit_marks = true};
         srv->pg = pg_pool_new(loop, &pc, err, sizeof err);
         if (!srv->pg) {
             fprintf(stderr, "gtmd: DATABASE_URL: %s\n", err);

@@ -176,12 +176,12 @@ run_tests() {
 }
 run_tests "build: all suites" build
 run_tests "build-asan: e2e (ASan+UBSan)" build-asan --suite e2e --timeout-multiplier 3
-# memcheck on the functional e2e tests (the whole suite under valgrind, load
-# tests included, is deploy/valgrind.sh: about 6 minutes)
 # each fuzz target for FUZZ_SECONDS after replaying its regression inputs
 # (the long runs are in README.md)
 export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 run_tests "build-fuzz: libFuzzer targets (ASan+UBSan)" build-fuzz --suite fuzz
+# memcheck on the functional e2e tests (the whole suite under valgrind, load
+# tests included, is deploy/valgrind.sh: about 6 minutes)
 export GTM_TEST_VALGRIND=1 GTM_TEST_SLOW=6
 LOGBASE=testlog-valgrind run_tests "build: e2e under valgrind memcheck" build --timeout-multiplier 10 \
     e2e-http e2e-modules e2e-companies e2e-entities e2e-hotswap e2e-openapi

@@ -192,6 +192,11 @@ void host_respond_pg_error(struct gtm_req *req, const struct gtm_pg_result *r)
     default:
         log_msg(LOG_WARN, req->id, NULL, "database unavailable: %s", host_pg_message(r));
         response_add_header(req, "retry-after", "2");
+        if (r->inner && pg_result_outcome_unknown(r->inner)) {
+            response_error(req, 503, "The database went away while the change was being saved: it may or may not "
+                                     "have been stored; read it back before trying again");
+            return;
+        }
         response_error(req, 503, r->inner || req->srv->pg ? "The database is unavailable, try again shortly"
                                                           : "The database is not configured (DATABASE_URL)");
         return;

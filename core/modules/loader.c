@@ -475,7 +475,7 @@ static int scan_file(struct server *srv, const char *path, bool reload)
             module_set_source(srv->mods, path, &st);
             log_loaded(srv->mods, path);
         }
-        refused_drop(refused_find(srv, path));
+        refused_drop(refused);
         return 1;
     }
     log_msg(LOG_ERROR, NULL, NULL, "module %s refused%s: %s%s", base_name(path), reload ? " on reload" : "", err,

@@ -22,6 +22,7 @@ struct pg_pool_config {
     unsigned connect_timeout_ms;   /* 0 = 5000 */
     unsigned backoff_min_ms;       /* reconnect backoff; 0 = 100 */
     unsigned backoff_max_ms;       /* 0 = 2000, so service returns within seconds */
+    bool commit_marks;             /* writes are marked in gtm_commit_marks (sql/0007): see pg_pool_tx */
 };
 
 enum pg_status {
@@ -61,7 +62,18 @@ struct pg_pool *pg_pool_new(uv_loop_t *loop, const struct pg_pool_config *cfg, c
 int pg_pool_query(struct pg_pool *p, const struct pg_stmt *stmt, unsigned timeout_ms, pg_done_fn done,
                   void *arg, struct pg_op **out);
 
-/* Several statements in one transaction on one connection: BEGIN, each in
+/* With commit_marks, a write (INSERT, UPDATE, DELETE, MERGE, or WITH holding
+ * one) given to pg_pool_query runs as a one-statement transaction, and every
+ * transaction holding a write inserts a random token into gtm_commit_marks in
+ * the round trip of its BEGIN.  When the session dies while COMMIT is under
+ * way, the op waits (within its deadline, at least connect_timeout_ms) for
+ * the database to say whether the token is stored, so done gets PG_OK for a
+ * write that was committed and PG_EUNAVAILABLE for one that was not, or, if
+ * the database does not answer in time, PG_EUNAVAILABLE with
+ * pg_result_outcome_unknown true.  (Not txid_status: after a crash a
+ * transaction id whose WAL never reached the disk is handed out again.)
+ *
+ * Several statements in one transaction on one connection: BEGIN, each in
  * order, COMMIT.  The first failure rolls back and stops; the result then says
  * which statement failed (n when COMMIT itself failed, -1 when BEGIN did).
  * Same contract as pg_pool_query. */
@@ -80,6 +92,9 @@ int pg_result_status(const struct pg_result *r);
 const char *pg_result_sqlstate(const struct pg_result *r);   /* "" unless PG_EQUERY */
 const char *pg_result_message(const struct pg_result *r);    /* a one-line reason for any failure */
 int pg_result_failed_stmt(const struct pg_result *r);        /* index, or -1 */
+/* A write whose COMMIT was sent but never answered, and whose fate the
+ * database could not be asked in time: it may be stored. */
+bool pg_result_outcome_unknown(const struct pg_result *r);
 size_t pg_result_nstmts(const struct pg_result *r);          /* statements that completed (the failed one excluded) */
 int pg_result_ntuples(const struct pg_result *r, size_t stmt);
 int pg_result_nfields(const struct pg_result *r, size_t stmt);
@@ -95,6 +110,11 @@ struct pg_pool_stats {
     uint64_t ops_done;
     uint64_t ops_failed;
     uint64_t reconnects;   /* sessions re-established after a connection's first */
+    /* writes whose session died during COMMIT, and how each was settled */
+    uint64_t in_doubt;
+    uint64_t in_doubt_committed;
+    uint64_t in_doubt_aborted;
+    uint64_t in_doubt_unknown;  /* deadline passed, or cancelled, before the database answered */
 };
 void pg_pool_get_stats(const struct pg_pool *p, struct pg_pool_stats *out);
 /* True while at least one connection is up. */

@@ -440,8 +440,11 @@ struct pg_op *pg_conn_detach_op(struct pg_conn *c) {
 void pg_conn_lost(struct pg_conn *c, const char *msg) {
     char why[PG_MESSAGE_MAX];
     pg_message_clean(why, sizeof why, msg && msg[0] ? msg : "connection lost", c->pool->target.password);
+    bool committing = c->phase == PG_PHASE_COMMIT;
     struct pg_op *op = pg_conn_detach_op(c);
     pg_conn_reopen(c);
+    if (op && committing && pg_doubt_begin(op, why))
+        return;
     if (op) {
         pg_op_set_failure(op, PG_EUNAVAILABLE, -1, NULL, "connection lost: %s", why);
         pg_pool_op_finished(op);
@@ -473,11 +476,15 @@ bool pg_conn_is_up(const struct pg_conn *c) {
 }
 
 void pg_conn_abort_op(struct pg_conn *c, int status, const char *message) {
+    bool committing = c->phase == PG_PHASE_COMMIT;
     struct pg_op *op = pg_conn_detach_op(c);
     if (!op)
         return;
     /* mid-command: closing the socket is the only non-blocking way out */
     pg_conn_reopen(c);
+    /* a deadline passing during COMMIT leaves the outcome open: find it out */
+    if (status == PG_ETIMEDOUT && committing && pg_doubt_begin(op, message))
+        return;
     pg_op_set_failure(op, status, -1, NULL, "%s", message);
     pg_pool_op_finished(op);
 }

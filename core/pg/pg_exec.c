@@ -261,8 +261,13 @@ void pg_conn_run(struct pg_conn *c, struct pg_op *op) {
     op->state = PG_OP_RUNNING;
     c->state = PG_CONN_BUSY;
     c->stmt_index = 0;
-    if (op->is_tx)
+    if (op->is_tx && op->wants_mark) {
+        char begin[96 + sizeof op->mark]; /* the mark is our own UUID text: nothing to quote */
+        snprintf(begin, sizeof begin, "BEGIN; INSERT INTO " PG_COMMIT_MARKS " (token) VALUES ('%s')", op->mark);
+        conn_send_simple(c, begin, PG_PHASE_BEGIN);
+    } else if (op->is_tx) {
         conn_send_simple(c, "BEGIN", PG_PHASE_BEGIN);
-    else
+    } else {
         conn_send_statement(c);
+    }
 }

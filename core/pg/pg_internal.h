@@ -28,6 +28,7 @@ struct pg_result {
     PGresult **res;
     char sqlstate[6];
     char message[PG_MESSAGE_MAX];
+    bool outcome_unknown;
 };
 
 enum pg_op_state {
@@ -35,6 +36,7 @@ enum pg_op_state {
     PG_OP_RUNNING,    /* on a connection */
     PG_OP_FINISHED,   /* in pool->finished, done not yet run */
     PG_OP_DELIVERING, /* done is running or has run; freed right after */
+    PG_OP_IN_DOUBT,   /* its session died during COMMIT: in pool->doubt until resolved */
 };
 
 struct pg_op_stmt {
@@ -56,6 +58,12 @@ struct pg_op {
     pg_done_fn done;
     void *arg;
     struct pg_result result;
+    /* a write: BEGIN also inserts this random token into gtm_commit_marks,
+     * so a COMMIT whose answer is lost can be looked up (pg_doubt.c) */
+    bool wants_mark;
+    char mark[37];
+    uint64_t doubt_deadline;
+    struct pg_op *resolver; /* the txid_status query in flight, if any */
 };
 
 /* Copies the statements and their parameters; NULL when out of memory. */
@@ -66,6 +74,25 @@ void pg_op_set_failure(struct pg_op *op, int status, int failed_stmt, const char
     __attribute__((format(printf, 5, 6)));
 /* A failed statement's result: sqlstate and primary message. */
 void pg_op_set_query_failure(struct pg_op *op, int failed_stmt, const PGresult *res, const char *password);
+
+/* ---- COMMITs whose answer was lost (pg_doubt.c) ------------------------- */
+
+#define PG_COMMIT_MARKS "gtm_commit_marks"
+
+/* INSERT, UPDATE, DELETE or MERGE, or a WITH query holding one. */
+bool pg_sql_writes(const char *sql);
+/* A fresh random token (UUID text) for op->mark; false if none could be drawn. */
+bool pg_mark_new(char out[37]);
+/* The session of op died while its COMMIT was under way (c->phase was
+ * COMMIT): false when the op cannot be resolved (no mark), and the caller
+ * fails it as before; true when the pool owns it until the database says
+ * whether its mark is stored (committed: done gets PG_OK and the results;
+ * not: PG_EUNAVAILABLE), or its deadline passes (PG_EUNAVAILABLE, saying the
+ * outcome is unknown). */
+bool pg_doubt_begin(struct pg_op *op, const char *why);
+void pg_doubt_cancel(struct pg_op *op);
+void pg_doubt_init(struct pg_pool *p);
+void pg_doubt_close(struct pg_pool *p); /* fails what is in doubt, closes the timers */
 
 /* ---- conninfo (pg_target.c) ---------------------------------------------- */
 
@@ -216,6 +243,10 @@ struct pg_pool {
     uv_timer_t deadline_timer;
     uint64_t deadline_armed; /* 0 = not armed */
 
+    struct pg_op *doubt_head; /* ops in doubt, linked by prev/next */
+    uv_timer_t doubt_timer;   /* asks after the marks while doubt_head is set */
+    uv_timer_t sweep_timer;   /* deletes old marks */
+
     unsigned open_handles; /* handles and lookups whose callbacks are pending */
     bool down;             /* an attempt failed and no connection is up */
     bool closing;
@@ -236,5 +267,9 @@ void pg_pool_conn_ready(struct pg_pool *p, struct pg_conn *c);
 /* A connect attempt failed with why. */
 void pg_pool_connect_failed(struct pg_pool *p, const char *why);
 unsigned pg_pool_backoff_ms(struct pg_pool *p, unsigned failures);
+/* pg_pool_query and pg_pool_tx; internal (the pool's own statements) goes
+ * ahead of the queue and is never marked. */
+int pg_pool_submit(struct pg_pool *p, const struct pg_stmt *stmts, size_t n, bool is_tx, unsigned timeout_ms,
+                   bool internal, pg_done_fn done, void *arg, struct pg_op **out);
 
 #endif

@@ -56,6 +56,18 @@ static void queue_push(struct pg_pool *p, struct pg_op *op) {
     p->nwaiting++;
 }
 
+static void queue_push_front(struct pg_pool *p, struct pg_op *op) {
+    op->state = PG_OP_QUEUED;
+    op->prev = NULL;
+    op->next = p->queue_head;
+    if (p->queue_head)
+        p->queue_head->prev = op;
+    else
+        p->queue_tail = op;
+    p->queue_head = op;
+    p->nwaiting++;
+}
+
 static void queue_remove(struct pg_pool *p, struct pg_op *op) {
     if (op->prev)
         op->prev->next = op->next;
@@ -267,7 +279,8 @@ struct pg_pool *pg_pool_new(uv_loop_t *loop, const struct pg_pool_config *cfg, c
     p->kick.data = p;
     uv_timer_init(loop, &p->deadline_timer);
     p->deadline_timer.data = p;
-    p->open_handles = 2;
+    pg_doubt_init(p);
+    p->open_handles = 4;
     p->nconns = p->cfg.size;
     for (unsigned i = 0; i < p->nconns; i++)
         pg_conn_init(&p->conns[i], p);
@@ -276,8 +289,8 @@ struct pg_pool *pg_pool_new(uv_loop_t *loop, const struct pg_pool_config *cfg, c
     return p;
 }
 
-static int pool_submit(struct pg_pool *p, const struct pg_stmt *stmts, size_t n, bool is_tx, unsigned timeout_ms,
-                       pg_done_fn done, void *arg, struct pg_op **out) {
+int pg_pool_submit(struct pg_pool *p, const struct pg_stmt *stmts, size_t n, bool is_tx, unsigned timeout_ms,
+                   bool internal, pg_done_fn done, void *arg, struct pg_op **out) {
     if (out)
         *out = NULL;
     if (!p)
@@ -291,9 +304,19 @@ static int pool_submit(struct pg_pool *p, const struct pg_stmt *stmts, size_t n,
         if (!s->sql || s->nparams < 0 || s->nparams > PG_MAX_PARAMS || (s->nparams > 0 && !s->params))
             return PG_EQUERY;
     }
-    struct pg_op *op = pg_op_new(p, stmts, n, is_tx);
+    bool writes = false;
+    for (size_t i = 0; i < n && p->cfg.commit_marks && !internal && !writes; i++)
+        writes = pg_sql_writes(stmts[i].sql);
+    /* a lone write runs in a transaction of its own, so its COMMIT can be
+     * looked up if the session dies under it */
+    struct pg_op *op = pg_op_new(p, stmts, n, is_tx || writes);
     if (!op)
         return PG_EBUSY;
+    if (writes && !pg_mark_new(op->mark)) {
+        pg_op_free(op);
+        return PG_EBUSY;
+    }
+    op->wants_mark = writes;
     op->done = done;
     op->arg = arg;
     op->timeout_ms = timeout_ms ? timeout_ms : p->cfg.query_timeout_ms;
@@ -315,6 +338,8 @@ static int pool_submit(struct pg_pool *p, const struct pg_stmt *stmts, size_t n,
         pool_arm_deadline(p, op->deadline);
         if (idle)
             pg_conn_run(idle, op); /* a failure here still ends in done, later */
+        else if (internal)
+            queue_push_front(p, op);
         else
             queue_push(p, op);
     }
@@ -325,12 +350,12 @@ static int pool_submit(struct pg_pool *p, const struct pg_stmt *stmts, size_t n,
 
 int pg_pool_query(struct pg_pool *p, const struct pg_stmt *stmt, unsigned timeout_ms, pg_done_fn done, void *arg,
                   struct pg_op **out) {
-    return pool_submit(p, stmt, 1, false, timeout_ms, done, arg, out);
+    return pg_pool_submit(p, stmt, 1, false, timeout_ms, false, done, arg, out);
 }
 
 int pg_pool_tx(struct pg_pool *p, const struct pg_stmt *stmts, size_t n, unsigned timeout_ms, pg_done_fn done,
                void *arg, struct pg_op **out) {
-    return pool_submit(p, stmts, n, true, timeout_ms, done, arg, out);
+    return pg_pool_submit(p, stmts, n, true, timeout_ms, false, done, arg, out);
 }
 
 void pg_op_cancel(struct pg_op *op) {
@@ -344,6 +369,9 @@ void pg_op_cancel(struct pg_op *op) {
         break;
     case PG_OP_RUNNING:
         pg_conn_abort_op(op->conn, PG_ECANCELED, "cancelled");
+        break;
+    case PG_OP_IN_DOUBT:
+        pg_doubt_cancel(op);
         break;
     default:
         break; /* already finished: it keeps its result */
@@ -379,6 +407,7 @@ void pg_pool_close(struct pg_pool *p, void (*on_closed)(void *arg), void *arg) {
     p->closing = true;
     p->on_closed = on_closed;
     p->on_closed_arg = arg;
+    pg_doubt_close(p); /* before the queue: its resolvers are queued there */
     pool_fail_queue(p, PG_ECANCELED, "the pool is closing");
     for (unsigned i = 0; i < p->nconns; i++)
         pg_conn_close(&p->conns[i]);

@@ -157,3 +157,7 @@ long pg_result_affected(const struct pg_result *r, size_t stmt) {
     long v = strtol(n, &end, 10);
     return *end ? -1 : v;
 }
+
+bool pg_result_outcome_unknown(const struct pg_result *r) {
+    return r->outcome_unknown;
+}

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import random
 import threading
 import time
 
@@ -37,10 +38,28 @@ def abi_version():
     return found["GTM_ABI_MAJOR"], found["GTM_ABI_MINOR"]
 
 
+_ports = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody holds now, below the kernel's ephemeral range: outbound
+    connections (libpq, clients, providers) take ephemeral ports, and one of
+    them could otherwise grab the port between this choice and the bind."""
+    low = 20000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = min(low, int(f.read().split()[0]) - 1000)
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(200):
+        port = _ports.randrange(max(low - 12000, 1024), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below %d" % low)
 
 
 class Server:
@@ -58,6 +77,8 @@ class Server:
         self.env["GTM_ADMIN_LISTEN"] = "127.0.0.1:%d" % self.admin_port
         self.env["GTM_MODULE_DIR"] = module_dir if module_dir is not None else FX_MODULE_DIR
         self.env["GTM_WORKERS"] = "1"
+        # ports the harness chose may be re-chosen if another test took one first
+        self.own_ports = {"GTM_LISTEN", "GTM_ADMIN_LISTEN", "GTM_TLS_LISTEN"} - set(env or ())
         if tls:
             self.env["GTM_TLS_LISTEN"] = "127.0.0.1:%d" % self.tls_port
             self.env["GTM_TLS_CERT"], self.env["GTM_TLS_KEY"] = tls
@@ -71,6 +92,23 @@ class Server:
 
     # --- life cycle ---
     def start(self, expect_ready=True, timeout=15):
+        for attempt in range(3):
+            try:
+                return self._start(expect_ready, timeout)
+            except AssertionError:
+                taken = any("address already in use" in l for l in self.lines)
+                if not (taken and self.own_ports and attempt < 2):
+                    raise
+            self._repick_ports()
+
+    def _repick_ports(self):
+        for attr, var in (("port", "GTM_LISTEN"), ("admin_port", "GTM_ADMIN_LISTEN"), ("tls_port", "GTM_TLS_LISTEN")):
+            if var in self.own_ports and getattr(self, attr):
+                setattr(self, attr, free_port())
+                self.env[var] = "127.0.0.1:%d" % getattr(self, attr)
+        self.lines = []
+
+    def _start(self, expect_ready, timeout):
         self.proc = subprocess.Popen(VALGRIND + [GTMD] + self.args, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -83,6 +121,9 @@ class Server:
                 if self.proc.poll() is None:
                     self.proc.kill()
                 self.proc.wait()
+                self._reader.join(5)
+                self.proc.stdout.close()
+                self.proc.stderr.close()
                 raise AssertionError("gtmd did not start:\n" + "\n".join(self.lines))
         return self
 

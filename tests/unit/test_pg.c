@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "pg/pg.h"
+#include "pg/pg_internal.h" /* pg_sql_writes */
 
 #define WATCHDOG_MS 30000
 #define APP_NAME "gtmd-test"
@@ -414,6 +415,7 @@ struct rec {
     char sqlstate[6];
     char message[256];
     int failed_stmt;
+    bool unknown;
     size_t nstmts;
     int ntuples[REC_STMTS], nfields[REC_STMTS];
     long affected[REC_STMTS];
@@ -438,6 +440,7 @@ static void rec_done(void *arg, const struct pg_result *r) {
     snprintf(rec->sqlstate, sizeof rec->sqlstate, "%s", pg_result_sqlstate(r));
     snprintf(rec->message, sizeof rec->message, "%s", pg_result_message(r));
     rec->failed_stmt = pg_result_failed_stmt(r);
+    rec->unknown = pg_result_outcome_unknown(r);
     rec->nstmts = pg_result_nstmts(r);
     for (size_t s = 0; s < REC_STMTS; s++) {
         rec->ntuples[s] = pg_result_ntuples(r, s);
@@ -1026,6 +1029,184 @@ static void test_database_goes_away(void **state) {
     h_finish(&h);
 }
 
+/* ---- 7b. a COMMIT whose answer is lost ----------------------------------- */
+
+static void test_sql_writes(void **state) {
+    (void)state;
+    const char *writes[] = {
+        "INSERT INTO t VALUES (1)", "  update t SET a = 1", "DELETE FROM t", "MERGE INTO t USING s ON true",
+        "-- note\n/* c */ (INSERT INTO t VALUES (1))",
+        "WITH x AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM x",
+        "with cur as (select * from t for update), u as (update t set a = 1) select 1",
+        "WITH a AS (SELECT 1)\nDELETE FROM t",
+    };
+    const char *reads[] = {
+        "SELECT 1", "select * from t for update", "SELECT * FROM gtm_rate_admit($1)", "BEGIN", "VACUUM t",
+        "CREATE TABLE inserts (id int)", "WITH x AS (SELECT 'insert into t' AS s) SELECT s FROM x",
+        "WITH x AS (SELECT \"update\" FROM t) SELECT * FROM x", "SELECT updated_at FROM t", "", "WITH",
+        "WITH x AS (SELECT 'unterminated", "insertion", "/* unterminated",
+    };
+    for (size_t i = 0; i < sizeof writes / sizeof *writes; i++) {
+        if (!pg_sql_writes(writes[i]))
+            fail_msg("not seen as a write: %s", writes[i]);
+    }
+    for (size_t i = 0; i < sizeof reads / sizeof *reads; i++) {
+        if (pg_sql_writes(reads[i]))
+            fail_msg("seen as a write: %s", reads[i]);
+    }
+}
+
+struct doubt_goal {
+    struct pg_pool *pool;
+    uint64_t in_doubt;
+};
+
+static bool doubt_reached(void *arg) {
+    struct doubt_goal *g = arg;
+    struct pg_pool_stats st;
+    pg_pool_get_stats(g->pool, &st);
+    return st.in_doubt >= g->in_doubt;
+}
+
+/* Runs the loop until the session of APP_NAME sleeps inside COMMIT (a
+ * deferred trigger's pg_sleep), asking the side pool each time. */
+static void wait_sleeping_in_commit(struct harness *h, struct pg_pool *side) {
+    struct rec r = {0};
+    for (int i = 0; i < 10000; i++) {
+        expect_ok(h, side, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" APP_NAME "' "
+                  "AND query = 'COMMIT' AND wait_event = 'PgSleep'", 0, NULL, &r);
+        if (strcmp(r.cell[0][0], "1") == 0) {
+            rec_free(&r);
+            return;
+        }
+    }
+    fail_msg("the session never slept in COMMIT");
+}
+
+static void test_commit_in_doubt(void **state) {
+    (void)state;
+    struct harness h;
+    h_init(&h);
+    char *ci = conninfo_for(APP_NAME);
+    char *side_ci = conninfo_for(SIDE_APP_NAME);
+    struct pg_pool *side = make_pool(&h, side_ci, 1, 0);
+    /* a short connect timeout: an op in doubt waits at least that long */
+    struct pg_pool_config cfg = {.conninfo = ci, .size = 1, .query_timeout_ms = 20000, .connect_timeout_ms = 1500,
+                                 .backoff_min_ms = 20, .backoff_max_ms = 200, .commit_marks = true};
+    char err[256] = "";
+    struct pg_pool *p = pg_pool_new(&h.loop, &cfg, err, sizeof err);
+    assert_non_null(p);
+    wait_up(&h, p, 1);
+    wait_up(&h, side, 1);
+    struct rec r = {0}, w = {0};
+    expect_ok(&h, side, "DROP TABLE IF EXISTS gtm_doubt", 0, NULL, &r);
+    expect_ok(&h, side, "DROP TABLE IF EXISTS gtm_commit_marks", 0, NULL, &r);
+    expect_ok(&h, side, "CREATE TABLE gtm_commit_marks (token uuid PRIMARY KEY, "
+              "created_at timestamptz NOT NULL DEFAULT now())", 0, NULL, &r);
+    expect_ok(&h, side, "CREATE TABLE gtm_doubt (id int PRIMARY KEY, nap float8 NOT NULL)", 0, NULL, &r);
+    /* the trigger naps at COMMIT, so a session can be lost while COMMIT runs */
+    expect_ok(&h, side, "CREATE OR REPLACE FUNCTION gtm_doubt_nap() RETURNS trigger LANGUAGE plpgsql AS "
+              "$$ BEGIN PERFORM pg_sleep(NEW.nap); RETURN NULL; END $$", 0, NULL, &r);
+    expect_ok(&h, side, "CREATE CONSTRAINT TRIGGER gtm_doubt_nap AFTER INSERT ON gtm_doubt DEFERRABLE "
+              "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION gtm_doubt_nap()", 0, NULL, &r);
+    struct pg_pool_stats st;
+
+    /* 1. the deadline passes during COMMIT, which the server then completes:
+     * the op learns it and succeeds, late, with its RETURNING row */
+    uint64_t t0 = now_ms();
+    /* deadlines here are far beyond BEGIN and the INSERT, even under valgrind,
+     * and far within the nap, so they pass while COMMIT runs */
+    assert_int_equal(submit(p, "INSERT INTO gtm_doubt VALUES (1, 1.0) RETURNING id", 0, NULL, 400, &w, NULL), 0);
+    assert_true(run_until(&h, &w.calls, 1, WATCHDOG_MS));
+    print_message("deadline during COMMIT, committed: status %d after %llu ms\n", w.status,
+                  (unsigned long long)(w.done_at - t0));
+    assert_int_equal(w.status, PG_OK);
+    assert_string_equal(w.cell[0][0], "1");
+    assert_true(w.done_at - t0 >= 950);
+    pg_pool_get_stats(p, &st);
+    assert_int_equal(st.in_doubt, 1);
+    assert_int_equal(st.in_doubt_committed, 1);
+    expect_ok(&h, side, "SELECT count(*) FROM gtm_doubt WHERE id = 1", 0, NULL, &r);
+    assert_string_equal(r.cell[0][0], "1");
+
+    /* 2. the session is killed during COMMIT: rolled back, and said so */
+    rec_free(&w);
+    assert_int_equal(submit(p, "INSERT INTO gtm_doubt VALUES (2, 30) RETURNING id", 0, NULL, 0, &w, NULL), 0);
+    wait_sleeping_in_commit(&h, side);
+    expect_ok(&h, side, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '"
+              APP_NAME "'", 0, NULL, &r);
+    assert_true(run_until(&h, &w.calls, 1, WATCHDOG_MS));
+    print_message("session killed during COMMIT: %s\n", w.message);
+    assert_int_equal(w.status, PG_EUNAVAILABLE);
+    assert_non_null(strstr(w.message, "rolled back"));
+    assert_false(w.unknown);
+    assert_one_line(w.message);
+    pg_pool_get_stats(p, &st);
+    assert_int_equal(st.in_doubt, 2);
+    assert_int_equal(st.in_doubt_aborted, 1);
+    expect_ok(&h, side, "SELECT count(*) FROM gtm_doubt WHERE id = 2", 0, NULL, &r);
+    assert_string_equal(r.cell[0][0], "0");
+    /* each write left its token: the first by committing, the second by the
+     * question that found it missing (so that write can never commit later) */
+    expect_ok(&h, side, "SELECT count(*) FROM gtm_commit_marks", 0, NULL, &r);
+    assert_string_equal(r.cell[0][0], "2");
+
+    /* a write through pg_pool_query is one transaction with its mark; a read is not */
+    expect_ok(&h, p, "SELECT 1", 0, NULL, &r);
+    expect_ok(&h, side, "SELECT count(*) FROM gtm_commit_marks", 0, NULL, &r);
+    assert_string_equal(r.cell[0][0], "2");
+    expect_ok(&h, p, "UPDATE gtm_doubt SET nap = 0 WHERE id = 1", 0, NULL, &r);
+    assert_int_equal(r.affected[0], 1);
+    expect_ok(&h, side, "SELECT count(*) FROM gtm_commit_marks", 0, NULL, &r);
+    assert_string_equal(r.cell[0][0], "3");
+
+    /* 3. COMMIT still running when the wait for its outcome ends: unknown */
+    rec_free(&w);
+    t0 = now_ms();
+    assert_int_equal(submit(p, "INSERT INTO gtm_doubt VALUES (3, 30) RETURNING id", 0, NULL, 700, &w, NULL), 0);
+    assert_true(run_until(&h, &w.calls, 1, WATCHDOG_MS));
+    print_message("outcome unknown after %llu ms: %s\n", (unsigned long long)(w.done_at - t0), w.message);
+    assert_int_equal(w.status, PG_EUNAVAILABLE);
+    assert_non_null(strstr(w.message, "unknown"));
+    assert_true(w.unknown);
+    assert_true(w.done_at - t0 >= 2150 && w.done_at - t0 < 8000); /* 700 + at least connect_timeout_ms */
+    pg_pool_get_stats(p, &st);
+    assert_int_equal(st.in_doubt_unknown, 1);
+
+    /* 4. an op in doubt can be cancelled */
+    rec_free(&w);
+    struct pg_op *op = NULL;
+    assert_int_equal(submit(p, "INSERT INTO gtm_doubt VALUES (4, 30) RETURNING id", 0, NULL, 700, &w, &op), 0);
+    struct doubt_goal g = {p, 4};
+    assert_true(run_until_cond(&h, doubt_reached, &g, WATCHDOG_MS));
+    assert_int_equal(w.calls, 0);
+    pg_op_cancel(op);
+    assert_true(run_until(&h, &w.calls, 1, WATCHDOG_MS));
+    assert_int_equal(w.status, PG_ECANCELED);
+
+    /* 5. closing the pool ends what is in doubt */
+    rec_free(&w);
+    assert_int_equal(submit(p, "INSERT INTO gtm_doubt VALUES (5, 30) RETURNING id", 0, NULL, 700, &w, NULL), 0);
+    g.in_doubt = 5;
+    assert_true(run_until_cond(&h, doubt_reached, &g, WATCHDOG_MS));
+    h_close_pool(&h, p);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(w.status, PG_ECANCELED);
+
+    /* the sessions still napping in COMMIT (rows 3 to 5) */
+    expect_ok(&h, side, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '"
+              APP_NAME "'", 0, NULL, &r);
+    expect_ok(&h, side, "DROP TABLE gtm_doubt", 0, NULL, &r);
+    expect_ok(&h, side, "DROP FUNCTION gtm_doubt_nap()", 0, NULL, &r);
+    expect_ok(&h, side, "DROP TABLE gtm_commit_marks", 0, NULL, &r);
+    rec_free(&r);
+    rec_free(&w);
+    h_close_pool(&h, side);
+    free(ci);
+    free(side_ci);
+    h_finish(&h);
+}
+
 /* ---- 8. host names and bad conninfo --------------------------------------- */
 
 static void test_hostnames_and_conninfo(void **state) {
@@ -1260,6 +1441,8 @@ int main(void) {
         cmocka_unit_test(test_transactions),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_database_goes_away),
+        cmocka_unit_test(test_sql_writes),
+        cmocka_unit_test(test_commit_in_doubt),
         cmocka_unit_test(test_hostnames_and_conninfo),
         cmocka_unit_test(test_cancel_and_close),
     };
