@@ -26,23 +26,13 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 DB=gtm_gen_bench
 bench_database "$DB"
 
-FAKE_PORT=18190
-build/bench/fake_openai "$FAKE_PORT" "$LATENCY" tests/unit/schemas/product_overview.example.json 2>"$TMP/fake.log" &
-PIDS+=($!)
-for _ in $(seq 50); do grep -q listening "$TMP/fake.log" 2>/dev/null && break; sleep 0.1; done
-grep -q listening "$TMP/fake.log" || die "the fake OpenAI did not start"
-
 # The demo routes are limited per IP; lift the limit for the run.
-cat >"$TMP/limits.json" <<JSON
-{"demo": {"company_generate": 1000000000, "account_generate": 1000000000,
-          "persona_generate": 1000000000, "campaign_generate": 1000000000}}
-JSON
+bench_fake_openai 18190 "$LATENCY" '{"demo": {"company_generate": 1000000000, "account_generate": 1000000000,
+          "persona_generate": 1000000000, "campaign_generate": 1000000000}}'
 
 PORT=18191
 env GTM_LISTEN=127.0.0.1:$PORT GTM_ADMIN_LISTEN=off GTM_WORKERS=1 GTM_MAX_CONNECTIONS=20000 GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-16} \
-    LLM_PROVIDERS=openai OPENAI_API_KEY=bench OPENAI_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
-    GTM_FETCH_ALLOW="127.0.0.1:$FAKE_PORT" GTM_RATE_LIMITS_FILE="$TMP/limits.json" ENVIRONMENT=production \
-    GTM_LOG_LEVEL=warn "$GTMD" serve 2>"$TMP/gtmd.log" &
+    $OPENAI_ENV GTM_LOG_LEVEL=warn "$GTMD" serve 2>"$TMP/gtmd.log" &
 GTMD_PID=$!
 PIDS+=($GTMD_PID)
 bench_wait_gtmd "$PORT"

@@ -38,14 +38,7 @@ bench_database "$DB"
 
 bench_fake_stack
 
-FAKE_PORT=18093
-build/bench/fake_openai "$FAKE_PORT" "$LATENCY" tests/unit/schemas/product_overview.example.json 2>"$TMP/fake.log" &
-PIDS+=($!)
-for _ in $(seq 50); do grep -q listening "$TMP/fake.log" 2>/dev/null && break; sleep 0.1; done
-grep -q listening "$TMP/fake.log" || die "the fake OpenAI did not start"
-cat >"$TMP/limits.json" <<JSON
-{"demo": {"company_generate": 1000000000}}
-JSON
+bench_fake_openai 18093 "$LATENCY" '{"demo": {"company_generate": 1000000000}}'
 
 MODDIR="$TMP/modules"
 mkdir "$MODDIR"
@@ -53,9 +46,7 @@ cp build/modules/*.so "$MODDIR/"
 PORT=18091
 ADMIN=18092
 env $STACK_ENV GTM_LISTEN=127.0.0.1:$PORT GTM_ADMIN_LISTEN=127.0.0.1:$ADMIN GTM_WORKERS=1 \
-    GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} GTM_MODULE_DIR="$MODDIR" \
-    LLM_PROVIDERS=openai OPENAI_API_KEY=bench OPENAI_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
-    GTM_FETCH_ALLOW="127.0.0.1:$FAKE_PORT" GTM_RATE_LIMITS_FILE="$TMP/limits.json" ENVIRONMENT=production \
+    GTM_PG_POOL_SIZE=${GTM_PG_POOL_SIZE:-8} GTM_MODULE_DIR="$MODDIR" $OPENAI_ENV \
     "$GTMD" serve 2>"$TMP/gtmd.log" &
 GTMD_PID=$!
 PIDS+=($GTMD_PID)

@@ -51,6 +51,20 @@ d = json.load(open(sys.argv[1]))
 print(d["token"], d["user_id"], " ".join("%s=%s" % kv for kv in d["env"].items()))' "$TMP/stack.json")
 }
 
+# The fake OpenAI (bench/fake_openai.c) on PORT, answering after LATENCY ms;
+# sets FAKE_PORT and OPENAI_ENV (the settings that point gtmd at it and let it
+# fetch the fake's page as the website, with the demo limits in LIMITS_JSON).
+bench_fake_openai() { # PORT LATENCY LIMITS_JSON
+    FAKE_PORT=$1
+    build/bench/fake_openai "$FAKE_PORT" "$2" tests/unit/schemas/product_overview.example.json 2>"$TMP/fake.log" &
+    PIDS+=($!)
+    for _ in $(seq 50); do grep -q listening "$TMP/fake.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q listening "$TMP/fake.log" || die "the fake OpenAI did not start"
+    printf '%s\n' "$3" >"$TMP/limits.json"
+    OPENAI_ENV="LLM_PROVIDERS=openai OPENAI_API_KEY=bench OPENAI_BASE_URL=http://127.0.0.1:$FAKE_PORT/v1"
+    OPENAI_ENV+=" GTM_FETCH_ALLOW=127.0.0.1:$FAKE_PORT GTM_RATE_LIMITS_FILE=$TMP/limits.json ENVIRONMENT=production"
+}
+
 # Until gtmd answers /health on PORT (its log printed if it never does).
 bench_wait_gtmd() { # PORT
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && break; sleep 0.1; done

@@ -35,12 +35,7 @@ bench_scratch soak
 bench_database gtm_soak
 bench_fake_stack
 
-FAKE_PORT=18096
-build/bench/fake_openai "$FAKE_PORT" "$LATENCY" tests/unit/schemas/product_overview.example.json 2>"$TMP/fake.log" &
-PIDS+=($!)
-for _ in $(seq 50); do grep -q listening "$TMP/fake.log" 2>/dev/null && break; sleep 0.1; done
-grep -q listening "$TMP/fake.log" || die "the fake OpenAI did not start"
-printf '{"demo": {"company_generate": 1000000000}}\n' >"$TMP/limits.json"
+bench_fake_openai 18096 "$LATENCY" '{"demo": {"company_generate": 1000000000}}'
 
 MODDIR="$TMP/modules"
 mkdir "$MODDIR"
@@ -48,9 +43,7 @@ cp build/modules/*.so "$MODDIR/"
 PORT=18094
 ADMIN=18095
 env $STACK_ENV GTM_LISTEN=127.0.0.1:$PORT GTM_ADMIN_LISTEN=127.0.0.1:$ADMIN GTM_WORKERS=1 \
-    GTM_PG_POOL_SIZE=8 GTM_MODULE_DIR="$MODDIR" GTM_LOG_LEVEL=warn \
-    LLM_PROVIDERS=openai OPENAI_API_KEY=bench OPENAI_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
-    GTM_FETCH_ALLOW="127.0.0.1:$FAKE_PORT" GTM_RATE_LIMITS_FILE="$TMP/limits.json" ENVIRONMENT=production \
+    GTM_PG_POOL_SIZE=8 GTM_MODULE_DIR="$MODDIR" GTM_LOG_LEVEL=warn $OPENAI_ENV \
     "$GTMD" serve 2>"$TMP/gtmd.log" &
 GTMD_PID=$!
 PIDS+=($GTMD_PID)

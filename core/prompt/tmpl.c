@@ -12,6 +12,11 @@
 /* Prompts nest two or three levels; the bound keeps parsing and rendering
  * recursion (and the context stack) small whatever the template says. */
 #define MAX_NESTING 64
+/* Sections over lists nest, so output and work can grow as the product of
+ * the lists' lengths: a rendering stops at these, far above any real prompt
+ * (a model's whole context is a few MB). */
+#define MAX_RENDER_BYTES ((size_t)16 << 20)
+#define MAX_RENDER_STEPS ((unsigned long)1 << 20)
 
 enum node_kind { NODE_TEXT, NODE_VALUE, NODE_JSON, NODE_SECTION, NODE_INVERTED };
 
@@ -432,10 +437,15 @@ struct output {
     char *data;
     size_t len, cap;
     int out_of_memory;
+    int too_long;
 };
 
 static int out_append(struct output *o, const char *s, size_t n)
 {
+    if (n > MAX_RENDER_BYTES - o->len) {
+        o->too_long = 1;
+        return -1;
+    }
     if (o->cap - o->len <= n) {
         size_t cap = o->cap ? o->cap : 1024;
         while (cap - o->len <= n) {
@@ -468,6 +478,7 @@ struct renderer {
     struct output out;
     json_t *stack[MAX_NESTING + 1];
     size_t depth;
+    unsigned long steps;
 };
 
 /* Mustache resolution: the first context (innermost first) that has the
@@ -574,6 +585,9 @@ static int render_nodes(struct renderer *r, const struct node *nodes, size_t cou
     for (size_t i = 0; i < count; i++) {
         const struct node *n = &nodes[i];
         int rc = 0;
+        if (++r->steps > MAX_RENDER_STEPS) {
+            return -1;
+        }
         switch (n->kind) {
         case NODE_TEXT:
             rc = out_append(&r->out, n->text, n->text_len);
@@ -629,7 +643,16 @@ char *tmpl_render(const struct tmpl *t, json_t *vars, char *err, size_t errlen)
         free(r->out.data);
         /* jansson refuses to encode strings made with its _nocheck calls
          * when they are not UTF-8. */
-        err_set(err, errlen, r->out.out_of_memory ? "out of memory" : "a value is not valid UTF-8");
+        if (r->out.out_of_memory) {
+            err_set(err, errlen, "out of memory");
+        } else if (r->out.too_long) {
+            err_set(err, errlen, "the rendered text would exceed %zu bytes", MAX_RENDER_BYTES);
+        } else if (r->steps > MAX_RENDER_STEPS) {
+            err_set(err, errlen, "the rendering would take more than %lu steps (sections nested over long lists)",
+                    MAX_RENDER_STEPS);
+        } else {
+            err_set(err, errlen, "a value is not valid UTF-8");
+        }
     }
     free(r);
     return result;

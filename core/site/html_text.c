@@ -7,12 +7,57 @@
  * kept: the title, then the text, one line per block, headings on lines of
  * their own, list items as "- item", table cells joined with " | ". */
 #include <gumbo.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "site/site.h"
 #include "site/site_internal.h"
+
+/* gumbo 0.10 leaks a few strings on some malformed pages (found by
+ * fuzz_html): every block it takes is linked into this list, and whatever
+ * gumbo_destroy_output leaves is freed after it. */
+union heap_block {
+    struct {
+        union heap_block *prev, *next;
+    } link;
+    max_align_t align; /* what follows is aligned as malloc's result is */
+};
+
+static void heap_init(union heap_block *head) {
+    head->link.prev = head->link.next = head;
+}
+
+static void *heap_alloc(void *userdata, size_t size) {
+    union heap_block *head = userdata;
+    if (size > SIZE_MAX - sizeof *head)
+        return NULL;
+    union heap_block *b = malloc(sizeof *b + size);
+    if (!b)
+        return NULL;
+    b->link.prev = head;
+    b->link.next = head->link.next;
+    head->link.next->link.prev = b;
+    head->link.next = b;
+    return b + 1;
+}
+
+static void heap_free(void *userdata, void *p) {
+    (void)userdata;
+    if (!p)
+        return;
+    union heap_block *b = (union heap_block *)p - 1;
+    b->link.prev->link.next = b->link.next;
+    b->link.next->link.prev = b->link.prev;
+    free(b);
+}
+
+static void heap_release(union heap_block *head) {
+    while (head->link.next != head)
+        heap_free(head, head->link.next + 1);
+}
 
 /* The line being built, handed to the sink at each block boundary. */
 struct builder {
@@ -295,8 +340,14 @@ char *site_html_to_text(const char *html, size_t len, size_t max_chars, size_t *
     clean_len = html_depth_limited_length(clean, clean_len);
     GumboOptions options = kGumboDefaultOptions;
     options.max_errors = 0; /* parse errors are of no use here and cost memory */
+    union heap_block heap;
+    heap_init(&heap);
+    options.allocator = heap_alloc;
+    options.deallocator = heap_free;
+    options.userdata = &heap;
     GumboOutput *doc = gumbo_parse_with_options(&options, clean, clean_len);
     if (!doc) {
+        heap_release(&heap);
         free(clean);
         return NULL;
     }
@@ -310,6 +361,7 @@ char *site_html_to_text(const char *html, size_t len, size_t max_chars, size_t *
     }
     free(b.line);
     gumbo_destroy_output(&options, doc);
+    heap_release(&heap);
     free(clean);
     return text_sink_finish(&sink, out_len);
 }

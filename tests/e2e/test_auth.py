@@ -1,7 +1,6 @@
 """The auth module against a fake Stack Auth: forged tokens of every kind,
 claims checks, JWKS refresh on an unknown kid (at most once a minute), API
 keys (shown once, hash stored, revocable), and the identity routes."""
-import json
 import os
 import time
 import unittest

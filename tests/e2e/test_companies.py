@@ -3,14 +3,13 @@ status codes, timestamps, paging, PUT semantics, ownership as 404, cascade
 delete, hostile strings byte for byte; and rows of an adopted upstream
 database read back through the API."""
 import hashlib
-import json
 import os
 import re
 import unittest
 import uuid
 
 import pgutil
-from harness import Conn, Server, raw_request, request
+from harness import Server, request
 from stackauth import FakeStack
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,11 +1,9 @@
 """/api/accounts, /api/personas and /api/campaigns as the upstream answers
 them, with cross-tenant isolation on every route."""
-import os
 import re
 import unittest
 import uuid
 
-from harness import request
 from test_companies import Fixture, overview
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$")

@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import pgutil  # noqa: E402
 from fake_llm import FakeLLM  # noqa: E402
-from harness import Conn, Server, free_port, raw_request, request  # noqa: E402
+from harness import Conn, Server, free_port, raw_request, request, sanitized  # noqa: E402
 from stackauth import FakeStack  # noqa: E402
 from test_companies import overview  # noqa: E402
 from test_generate import OVERVIEW, Website  # noqa: E402
@@ -70,16 +70,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def sanitized(pid):
-    """True when the process runs under ASan or valgrind (RSS says nothing then)."""
-    try:
-        with open("/proc/%d/maps" % pid) as f:
-            maps = f.read()
-    except OSError:
-        return True
-    return "libasan" in maps or "vgpreload" in maps
 
 
 def metric(srv, name, labels=None):

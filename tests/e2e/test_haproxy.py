@@ -6,7 +6,6 @@ everything after the stop is answered by the other instance."""
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess

@@ -30,7 +30,7 @@ import unittest
 import uuid
 
 import harness
-from harness import Conn, Server, raw_request, request
+from harness import Conn, Server, raw_request, request, sanitized
 
 CERTS = os.environ.get("TLS_CERT_DIR", "")
 EC = (os.path.join(CERTS, "ec-chain.pem"), os.path.join(CERTS, "ec-key.pem"))
@@ -46,16 +46,6 @@ P99_BUDGET = 0.200
 PROBES = 200      # at least this many normal requests under each attack
 SLOW = getattr(harness, "SLOW", 1.0)    # harness's stretch factor (valgrind runs)
 SANITIZED_SLOW = 3.0    # time bounds stretch this much more under ASan/valgrind (-O0, slow crypto)
-
-
-def sanitized(pid):
-    """True when the server runs under ASan or valgrind: its RSS says nothing then."""
-    try:
-        with open("/proc/%d/maps" % pid) as f:
-            maps = f.read()
-    except OSError:
-        return True
-    return "libasan" in maps or "vgpreload" in maps
 
 
 def raise_nofile(need):

@@ -1,7 +1,6 @@
 """HTTP/1.1 on the real binary: keep-alive, pipelining, chunked bodies, HEAD,
 Expect: 100-continue, routing errors, request ids and the access log."""
 import json
-import re
 import socket
 import unittest
 

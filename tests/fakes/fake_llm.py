@@ -66,7 +66,6 @@ As a module: with FakeLLM(defaults={"openai": {...}}) as fake: fake.port,
 fake.script(...), fake.requests(...), fake.wait_requests(...).
 """
 import argparse
-import email.utils
 import http.server
 import json
 import select
@@ -494,7 +493,8 @@ def make_handler(state):
                 body = anthropic_success(step, req, request_len, seq)
             else:
                 body = gemini_success(step, req, request_len)
-            if step.get("reset_mid"):
+            if step.get("reset_mid") or step.get("truncated_body"):
+                # the full Content-Length announced, half the body sent
                 data = json.dumps(body).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -502,15 +502,8 @@ def make_handler(state):
                 self.end_headers()
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
-                return self.reset()
-            if step.get("truncated_body"):
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self.wfile.flush()
+                if step.get("reset_mid"):
+                    return self.reset()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return

@@ -11,7 +11,7 @@
  *   mode & 3 == 3   a value for {{v}}: it must come out exactly as given,
  *                   never read as template text
  * What must hold: a refused template says why ("line N: ..."); a parsed one
- * renders. */
+ * renders, or stops at the renderer's output or step bound, saying so. */
 #include <dirent.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -90,8 +90,11 @@ static void render(const struct tmpl *t, json_t *vars, const char *text, size_t 
 {
     char err[256];
     char *out = tmpl_render(t, vars, err, sizeof err);
-    if (!out) {
-        fail("a parsed template did not render", text, len, NULL);
+    /* sections nested over lists may hit the renderer's bounds: said, and
+     * quickly (a timeout here is a finding) */
+    if (!out && strncmp(err, "the rendered text would exceed", 30) != 0 &&
+        strncmp(err, "the rendering would take more than", 34) != 0) {
+        fail("a parsed template did not render", text, len, err);
     }
     free(out);
 }

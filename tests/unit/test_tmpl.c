@@ -385,10 +385,44 @@ static void test_megabyte_values(void **state)
     free(text);
 }
 
+static void test_render_bounds(void **state)
+{
+    (void)state;
+    char err[256];
+    /* sections nested over a list: work grows as 10^depth */
+    char nested[512] = "", closing[512] = "";
+    for (int i = 0; i < 8; i++) {
+        strcat(nested, "{{#l}}");
+        strcat(closing, "{{/l}}");
+    }
+    char template[1100];
+    snprintf(template, sizeof template, "%s%s", nested, closing); /* no output at all, 10^8 visits */
+    json_t *vars = json_pack("{s:[iiiiiiiiii]}", "l", 0, 1, 2, 3, 4, 5, 6, 7, 8, 9);
+    struct tmpl *t = tmpl_parse(template, strlen(template), err, sizeof err);
+    assert_non_null(t);
+    assert_null(tmpl_render(t, vars, err, sizeof err));
+    assert_string_equal(err, "the rendering would take more than 1048576 steps (sections nested over long lists)");
+    tmpl_free(t);
+    /* the same with text inside: the output bound */
+    snprintf(template, sizeof template, "%s%s%s", nested, "0123456789abcdef0123456789abcdef0123456789abcdef"
+             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", closing);
+    t = tmpl_parse(template, strlen(template), err, sizeof err);
+    assert_non_null(t);
+    assert_null(tmpl_render(t, vars, err, sizeof err));
+    assert_string_equal(err, "the rendered text would exceed 16777216 bytes");
+    tmpl_free(t);
+    /* three levels are 1000 visits: rendered */
+    char *out = render("{{#l}}{{#l}}{{#l}}.{{/l}}{{/l}}{{/l}}", "{\"l\": [1,2,3,4,5,6,7,8,9,10]}");
+    assert_int_equal(strlen(out), 1000);
+    free(out);
+    json_decref(vars);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_only),
+        cmocka_unit_test(test_render_bounds),
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_no_vars),
         cmocka_unit_test(test_json_tag),
