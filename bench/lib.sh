@@ -9,8 +9,9 @@ bench_in_cluster() { # SCRIPT ARGS...
     [[ -z ${GTM_BENCH_INSIDE:-} ]] || return 0
     ensure_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}" "${BENCH_PKGS[@]}" || die "missing packages"
     if [[ -z ${GTMD_BIN:-} ]]; then
-        meson_setup build --buildtype=debugoptimized >/dev/null
-        ninja -C build --quiet
+        # build chatter goes to stderr: bench/run.sh keeps stdout for the figures
+        meson_setup build --buildtype=debugoptimized >&2
+        ninja -C build --quiet >&2
     fi
     export GTM_BENCH_INSIDE=1
     exec pg_virtualenv -t -- "$@"

@@ -28,10 +28,12 @@ OUT=$(mktemp -d -t gtmd-bench-run.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 declare -A secs=() load=()
 # what else was using the CPUs as each benchmark started: figures from a busy
-# machine are worth less, and RESULTS.md says so
+# machine are worth less, and RESULTS.md says so (ps's %CPU is meaningless for
+# processes a few seconds old, such as ps itself)
 busy() {
     printf 'load %s; other processes over 10%% CPU: %s' "$(cut -d' ' -f1-3 /proc/loadavg)" \
-        "$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 > 10 {printf "%s %s%%, ", $2, $1}' | sed 's/, $//')"
+        "$(ps -eo pcpu=,etimes=,comm= --sort=-pcpu |
+           awk '$1 > 10 && $2 > 5 {printf "%s %s%%, ", $3, $1; n++} END {if (!n) printf "none"}' | sed 's/, $//')"
 }
 for b in "${ONLY[@]}"; do
     msg "bench/$b.sh"
@@ -51,7 +53,7 @@ done
     printf '%s\n' "# Benchmark results" ""
     printf 'Written by `bench/run.sh` on %s, commit `%s`%s.\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" \
         "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-        "$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+        "$(git diff --quiet -- . ':!bench/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)')"
     printf '%s\n' "## Machine" ""
     printf -- '- CPU: %s, %s cores\n' "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(nproc)"
     printf -- '- memory: %s\n' "$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
