@@ -4,9 +4,11 @@
  * random token into gtm_commit_marks with its BEGIN (pg_exec.c), an op whose
  * COMMIT answer is lost is parked here, and a timer asks on the next session
  * that comes up, ahead of the queue, until the database says or the op's
- * deadline passes.  The question is an INSERT of the same token ON CONFLICT DO
- * NOTHING: it waits for the old transaction if that still runs, conflicts if
- * it committed, and if it did not, stores the token so it never can.
+ * deadline passes.  The question is an INSERT of the same token, marked as the
+ * resolver's, ON CONFLICT DO UPDATE: it waits for the old transaction if that
+ * still runs, and returns the stored row: the write's own if it committed,
+ * else the resolver's (stored now, or by an earlier question whose answer was
+ * lost too).
  * (txid_status is no answer: after a crash, a transaction id whose WAL never
  * reached the disk is handed out again, and may then commit.) */
 #include <ctype.h>
@@ -119,9 +121,9 @@ static void doubt_answered(void *arg, const struct pg_result *r) {
     struct pg_op *op = arg;
     struct pg_pool *p = op->pool;
     op->resolver = NULL;
-    if (pg_result_status(r) != PG_OK)
+    if (pg_result_status(r) != PG_OK || pg_result_ntuples(r, 0) != 1)
         return; /* the next tick asks again */
-    if (pg_result_ntuples(r, 0) == 0) { /* the token was there: the old transaction committed */
+    if (strcmp(pg_result_value(r, 0, 0, 0), "f") == 0) { /* the write's own mark: it committed */
         p->stats.in_doubt_committed++;
         op->result.status = PG_OK; /* the statements' results, read before COMMIT, stand */
         op->result.failed_stmt = -1;
@@ -139,7 +141,8 @@ static void doubt_answered(void *arg, const struct pg_result *r) {
 static void doubt_ask(struct pg_op *op, uint64_t now) {
     const char *params[1] = {op->mark};
     const struct pg_stmt stmt = {
-        "INSERT INTO " PG_COMMIT_MARKS " (token) VALUES ($1::uuid) ON CONFLICT DO NOTHING RETURNING true", 1, params};
+        "INSERT INTO " PG_COMMIT_MARKS " AS m (token, by_resolver) VALUES ($1::uuid, true) "
+        "ON CONFLICT (token) DO UPDATE SET by_resolver = m.by_resolver RETURNING m.by_resolver", 1, params};
     uint64_t left = op->doubt_deadline - now;
     if (pg_pool_submit(op->pool, &stmt, 1, false, (unsigned)(left < 1 ? 1 : left), true, doubt_answered, op,
                        &op->resolver) != 0)

@@ -1102,7 +1102,8 @@ static void test_commit_in_doubt(void **state) {
     expect_ok(&h, side, "DROP TABLE IF EXISTS gtm_doubt", 0, NULL, &r);
     expect_ok(&h, side, "DROP TABLE IF EXISTS gtm_commit_marks", 0, NULL, &r);
     expect_ok(&h, side, "CREATE TABLE gtm_commit_marks (token uuid PRIMARY KEY, "
-              "created_at timestamptz NOT NULL DEFAULT now())", 0, NULL, &r);
+              "created_at timestamptz NOT NULL DEFAULT now(), by_resolver boolean NOT NULL DEFAULT false)", 0, NULL,
+              &r);
     expect_ok(&h, side, "CREATE TABLE gtm_doubt (id int PRIMARY KEY, nap float8 NOT NULL)", 0, NULL, &r);
     /* the trigger naps at COMMIT, so a session can be lost while COMMIT runs */
     expect_ok(&h, side, "CREATE OR REPLACE FUNCTION gtm_doubt_nap() RETURNS trigger LANGUAGE plpgsql AS "
@@ -1150,6 +1151,8 @@ static void test_commit_in_doubt(void **state) {
      * question that found it missing (so that write can never commit later) */
     expect_ok(&h, side, "SELECT count(*) FROM gtm_commit_marks", 0, NULL, &r);
     assert_string_equal(r.cell[0][0], "2");
+    expect_ok(&h, side, "SELECT count(*) FROM gtm_commit_marks WHERE by_resolver", 0, NULL, &r);
+    assert_string_equal(r.cell[0][0], "1");
 
     /* a write through pg_pool_query is one transaction with its mark; a read is not */
     expect_ok(&h, p, "SELECT 1", 0, NULL, &r);
