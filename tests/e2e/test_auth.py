@@ -185,7 +185,12 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(r.json()["user_id"], sub)
         self.assertEqual(len(self.get("/api/companies", bearer(key)).json()), 1)
         self.assertEqual(len(self.get("/api/companies", auth).json()), 1)
-        # profile lists it, without the key, with last use recorded
+        # profile lists it, without the key, with last use recorded: gtmd writes
+        # that behind the request (a transaction of its own), so it is awaited
+        deadline = time.monotonic() + 10
+        while (self.db.sql("SELECT last_used_at IS NOT NULL FROM gtm_api_keys WHERE id = '%s'" % created["id"]) != "t"
+               and time.monotonic() < deadline):
+            time.sleep(0.02)   # no event says the background write committed: polled, bounded
         prof = self.get("/api/auth/profile", auth).json()
         self.assertEqual(prof["user_id"], sub)
         self.assertEqual([k["key_prefix"] for k in prof["api_keys"]], [key[:12]])
