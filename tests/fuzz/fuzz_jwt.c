@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_split.h"
 #include "jwt/jwt.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -125,14 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     size_t split = len;
-    if (mode == 2) {
-        if (len < 2) {
-            return 0;
-        }
-        size_t at = (size_t)(unsigned char)text[0] << 8 | (unsigned char)text[1];
-        text += 2;
-        len -= 2;
-        split = at % (len + 1);
+    if (mode == 2 && !fuzz_split(&text, &len, &split)) {
+        return 0;
     }
     struct jwks *ks = parse_keys(text, split);
     if (ks) {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_split.h"
 #include "schema/schema.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -126,14 +127,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     size_t split = len;
-    if ((mode & 3) >= 2) {
-        if (len < 2) {
-            return 0;
-        }
-        size_t at = (size_t)(unsigned char)text[0] << 8 | (unsigned char)text[1];
-        text += 2;
-        len -= 2;
-        split = at % (len + 1);
+    if ((mode & 3) >= 2 && !fuzz_split(&text, &len, &split)) {
+        return 0;
     }
     json_t *doc = json_loadb(text, split, JSON_DECODE_ANY, NULL);
     if (!doc) {

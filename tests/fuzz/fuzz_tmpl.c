@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_split.h"
 #include "prompt/prompt.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -132,13 +133,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         parse_and_render(text, len, fixed_vars);
         break;
     case 1: {
-        if (len < 2) {
+        size_t split;
+        if (!fuzz_split(&text, &len, &split)) {
             return 0;
         }
-        size_t at = (size_t)(unsigned char)text[0] << 8 | (unsigned char)text[1];
-        text += 2;
-        len -= 2;
-        size_t split = at % (len + 1);
         json_t *vars = json_loadb(text + split, len - split, 0, NULL);
         parse_and_render(text, split, json_is_object(vars) ? vars : fixed_vars);
         json_decref(vars);
