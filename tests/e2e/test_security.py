@@ -151,6 +151,20 @@ def with_query(path, params):
     return path + "?" + "&".join("%s=%s" % (k, q(v)) for k, v in params.items())
 
 
+def read_to_close(s):
+    """What the peer sends until it closes (or resets, or the timeout passes)."""
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return out
+
+
 def raw_exchange(srv, data, timeout=10, admin=False):
     """Sends bytes on a fresh connection and reads until the server closes it
     (send Connection: close).  Returns (status, [header lines as bytes], body)."""
@@ -159,11 +173,7 @@ def raw_exchange(srv, data, timeout=10, admin=False):
     out = b""
     try:
         s.sendall(data)
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+        out = read_to_close(s)
     except (ConnectionResetError, socket.timeout):
         pass
     finally:
@@ -978,20 +988,12 @@ class JsonLimitsTest(Fixture):
         s.settimeout(10)
         s.sendall(b"POST /api/companies HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
                   b"Content-Type: application/json\r\n\r\n")
-        out = b""
         try:
             for _ in range(33):      # 33 chunks of 32 KiB: just past 1 MiB
                 s.sendall(b"8000\r\n" + b" " * 0x8000 + b"\r\n")
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             pass
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-        except (ConnectionResetError, socket.timeout):
-            pass
+        out = read_to_close(s)
         s.close()
         self.assertTrue(out.startswith(b"HTTP/1.1 413 "), out[:100])
         # a body of exactly the limit is read (and judged on its merits)
